@@ -1,0 +1,181 @@
+"""Neural networks built from Values: ``Neuron``, ``Layer`` and ``MLP``, as in the lecture.
+
+>>> import random
+>>> from chainrule import MLP
+>>> random.seed(0)
+>>> model = MLP(3, [4, 4, 1])
+>>> model
+MLP(3 -> 4 tanh -> 4 tanh -> 1 tanh, 41 parameters)
+>>> out = model([2.0, 3.0, -1.0])
+>>> type(out).__name__, len(model.parameters())
+('Value', 41)
+"""
+
+from __future__ import annotations
+
+import numbers
+import random
+from typing import Sequence
+
+from .engine import Value
+
+__all__ = ["ACTIVATIONS", "Layer", "MLP", "Module", "Neuron"]
+
+# Each activation maps a neuron's weighted sum to its output.
+ACTIVATIONS = {
+    "tanh": Value.tanh,
+    "relu": Value.relu,
+    "sigmoid": Value.sigmoid,
+    "linear": lambda act: act,
+}
+
+
+def _check_activation(name: str) -> str:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; choose one of: {', '.join(ACTIVATIONS)}")
+    return name
+
+
+def _check_width(name: str, n) -> int:
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(f"{name} must be a positive whole number, got {n!r}")
+    return int(n)
+
+
+def _as_inputs(x, nin: int) -> list:
+    """Accept a list/tuple/array of numbers or Values (or one of them when nin == 1)."""
+    if isinstance(x, (Value, numbers.Real)) and not isinstance(x, bool):
+        x = [x]
+    elif hasattr(x, "tolist") and not isinstance(x, (list, tuple)):   # a numpy array
+        x = x.tolist()
+    if not isinstance(x, (list, tuple)):
+        raise TypeError(f"a layer takes a list of numbers or Values, got {type(x).__name__}")
+    if len(x) != nin:
+        raise ValueError(f"expected {nin} inputs, got {len(x)}")
+    for xi in x:
+        if not isinstance(xi, (Value, numbers.Real)) or isinstance(xi, bool):
+            raise TypeError(f"inputs must be numbers or Values, got {type(xi).__name__} {xi!r}")
+    return list(x)
+
+
+class Module:
+    """Anything with parameters: ``parameters()`` lists them, ``zero_grad()`` resets their gradients."""
+
+    def parameters(self) -> list[Value]:
+        return []
+
+    def zero_grad(self) -> None:
+        """Set every parameter's ``.grad`` to 0 (do this before each ``backward()`` in a training loop)."""
+        for p in self.parameters():
+            p.grad = 0.0
+
+
+class Neuron(Module):
+    """``activation(w . x + b)`` with weights and bias drawn uniformly from [-1, 1].
+
+    >>> import random; random.seed(1)
+    >>> n = Neuron(2)
+    >>> n
+    Neuron(2, tanh)
+    >>> round(n([1.0, -1.0]).data, 4) == round(((n.w[0] - n.w[1]) + n.b).tanh().data, 4)
+    True
+    """
+
+    def __init__(self, nin: int, activation: str = "tanh"):
+        nin = _check_width("nin", nin)
+        self.activation = _check_activation(activation)
+        self.w = [Value(random.uniform(-1, 1), label=f"w{i}") for i in range(nin)]
+        self.b = Value(random.uniform(-1, 1), label="b")
+
+    def __call__(self, x) -> Value:
+        return self._forward(_as_inputs(x, len(self.w)))
+
+    def _forward(self, x: list) -> Value:
+        act = sum((wi * xi for wi, xi in zip(self.w, x)), self.b)
+        return ACTIVATIONS[self.activation](act)
+
+    def parameters(self) -> list[Value]:
+        return self.w + [self.b]
+
+    def __repr__(self) -> str:
+        return f"Neuron({len(self.w)}, {self.activation})"
+
+
+class Layer(Module):
+    """``nout`` neurons reading the same inputs. One output comes back as a single Value.
+
+    >>> import random; random.seed(2)
+    >>> layer = Layer(3, 2, activation="relu")
+    >>> layer, len(layer([1, 2, 3]))
+    (Layer(3 -> 2, relu), 2)
+    """
+
+    def __init__(self, nin: int, nout: int, activation: str = "tanh"):
+        nin, nout = _check_width("nin", nin), _check_width("nout", nout)
+        self.neurons = [Neuron(nin, activation) for _ in range(nout)]
+
+    @property
+    def nin(self) -> int:
+        return len(self.neurons[0].w)
+
+    @property
+    def activation(self) -> str:
+        return self.neurons[0].activation
+
+    def __call__(self, x):
+        x = _as_inputs(x, self.nin)
+        outs = [n._forward(x) for n in self.neurons]
+        return outs[0] if len(outs) == 1 else outs
+
+    def parameters(self) -> list[Value]:
+        return [p for n in self.neurons for p in n.parameters()]
+
+    def __repr__(self) -> str:
+        return f"Layer({self.nin} -> {len(self.neurons)}, {self.activation})"
+
+
+class MLP(Module):
+    """A multi-layer perceptron: ``MLP(3, [4, 4, 1])`` is the lecture's network.
+
+    ``activation`` is used by the hidden layers and, unless ``output_activation`` says otherwise,
+    by the last layer too. micrograd's demo network is
+    ``MLP(2, [16, 16, 1], activation="relu", output_activation="linear")``.
+
+    >>> import random; random.seed(3)
+    >>> MLP(2, [16, 16, 1], activation="relu", output_activation="linear")
+    MLP(2 -> 16 relu -> 16 relu -> 1 linear, 337 parameters)
+    """
+
+    def __init__(self, nin: int, nouts: Sequence[int], activation: str = "tanh",
+                 output_activation: str | None = None):
+        nin = _check_width("nin", nin)
+        if isinstance(nouts, numbers.Integral):
+            nouts = [nouts]
+        nouts = [_check_width("layer width", n) for n in nouts]
+        if not nouts:
+            raise ValueError("an MLP needs at least one layer width in nouts")
+        _check_activation(activation)
+        last = _check_activation(activation if output_activation is None else output_activation)
+        sizes = [nin] + nouts
+        self.layers = [Layer(sizes[i], sizes[i + 1], activation if i < len(nouts) - 1 else last)
+                       for i in range(len(nouts))]
+
+    @property
+    def nin(self) -> int:
+        return self.layers[0].nin
+
+    @property
+    def nouts(self) -> list[int]:
+        return [len(layer.neurons) for layer in self.layers]
+
+    def __call__(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def parameters(self) -> list[Value]:
+        return [p for layer in self.layers for p in layer.parameters()]
+
+    def __repr__(self) -> str:
+        sizes = " -> ".join(f"{len(layer.neurons)} {layer.activation}" for layer in self.layers)
+        return f"MLP({self.nin} -> {sizes}, {len(self.parameters())} parameters)"
