@@ -1,0 +1,257 @@
+"""Drawing the computation graph, as in the lecture: one box per Value, one small node per op.
+
+``draw_dot(root)`` returns a :class:`Graph`: its ``.source`` is Graphviz DOT text, and it shows
+itself as SVG in Jupyter, rendered by :mod:`chainrule.render` (system Graphviz, else the bundled
+WebAssembly Graphviz). When nothing can render, a notebook shows the DOT text and a one-line
+install hint instead of an error.
+
+Labels are user text, so they are escaped for DOT here; Graphviz escapes them again for SVG.
+"""
+
+from __future__ import annotations
+
+import html
+from collections import deque
+from pathlib import Path
+from typing import Iterable
+
+from .engine import Value
+from .render import RenderError, render
+
+__all__ = ["Graph", "draw_dot", "trace"]
+
+
+class _Traced:
+    """What a bounded breadth-first walk from the root found."""
+
+    def __init__(self, nodes: list[Value], edges: list[tuple[Value, Value]], total: int,
+                 cut: list[Value]):
+        self.nodes = nodes        # kept Values, nearest the root first
+        self.edges = edges        # (input, result) pairs between kept Values
+        self.total = total        # every Value the root depends on, kept or not
+        self.cut = cut            # kept Values with at least one input left out
+
+    @property
+    def omitted(self) -> int:
+        return self.total - len(self.nodes)
+
+
+def _walk(root: Value, max_nodes: int | None) -> _Traced:
+    if max_nodes is not None and max_nodes < 1:
+        raise ValueError(f"max_nodes must be at least 1 (or None for no limit), got {max_nodes!r}")
+    # Breadth-first, so a cap keeps the nodes nearest the root: the output end is what a reader
+    # looks at first. A queue instead of recursion, so depth is unlimited.
+    seen = {id(root)}
+    kept: list[Value] = [root]
+    kept_ids = {id(root)}
+    edges: list[tuple[Value, Value]] = []
+    cut: list[Value] = []
+    total = 1
+    queue = deque([root])
+    while queue:
+        node = queue.popleft()
+        node_kept = id(node) in kept_ids
+        node_cut = False
+        for child in node._prev:
+            if id(child) not in seen:
+                seen.add(id(child))
+                total += 1
+                queue.append(child)
+                if node_kept and (max_nodes is None or len(kept) < max_nodes):
+                    kept.append(child)
+                    kept_ids.add(id(child))
+            if node_kept:
+                if id(child) in kept_ids:
+                    edges.append((child, node))
+                else:
+                    node_cut = True
+        if node_cut:
+            cut.append(node)
+    return _Traced(kept, edges, total, cut)
+
+
+def trace(root: Value, max_nodes: int | None = None) -> tuple[list[Value], list[tuple[Value, Value]]]:
+    """All Values ``root`` depends on and the ``(input, result)`` edges between them.
+
+    Nodes come nearest-the-root first; ``max_nodes`` keeps only that many (and the edges between
+    them). The walk uses a queue, not recursion, so any depth works.
+
+    >>> a = Value(2.0, label="a"); b = Value(-3.0, label="b"); c = a * b + a
+    >>> nodes, edges = trace(c)
+    >>> len(nodes), len(edges)
+    (4, 4)
+    >>> [v.label for v in trace(c, max_nodes=2)[0]]
+    ['', '']
+    """
+    found = _walk(root, max_nodes)
+    return found.nodes, found.edges
+
+
+# --- DOT text ------------------------------------------------------------------------------------
+
+def _dot_text(text: str) -> str:
+    """User text for inside a double-quoted DOT string, shown literally."""
+    out = []
+    for ch in str(text):
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch == '"':
+            out.append('\\"')
+        elif ch == "&":
+            # Graphviz turns "&lt;" in a label into "<"; "&amp;" keeps the ampersand literal.
+            out.append("&amp;")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch < " " or ch == "\x7f":
+            out.append("\ufffd")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+_RECORD_SPECIAL = set("{}|<>")
+
+
+def _record_text(text: str) -> str:
+    """User text for one field of a record label: the record syntax characters are escaped too."""
+    return "".join("\\" + ch if ch in _RECORD_SPECIAL else ch for ch in _dot_text(text))
+
+
+# Fill colours of the step-through frames (explain.py): the node whose local step just ran, and
+# the inputs whose gradients it just changed.
+CURRENT_FILL = "#ffd54f"
+CHANGED_FILL = "#c8e6c9"
+
+
+def _dot_source(found: _Traced, rankdir: str = "LR", *, grads: dict[int, float] | None = None,
+                current: Value | None = None, changed: Iterable[Value] = (), frame: str = "") -> str:
+    """DOT text for a traced graph; ``grads`` (by ``id``) overrides the shown gradients."""
+    if rankdir not in ("LR", "RL", "TB", "BT"):
+        raise ValueError(f"rankdir must be one of LR, RL, TB, BT, got {rankdir!r}")
+    ids = {id(node): f"{frame}v{i}" for i, node in enumerate(found.nodes)}
+    changed_ids = {id(v) for v in changed}
+    lines = ["digraph chainrule {",
+             f'  graph [rankdir={rankdir}, fontname="Helvetica"];',
+             '  node [fontname="Helvetica", fontsize=12];',
+             '  edge [color="#555555"];']
+    for node in found.nodes:
+        uid = ids[id(node)]
+        grad = node.grad if grads is None else grads.get(id(node), node.grad)
+        label = f"{{ {_record_text(node.label)} | data {node.data:.4f} | grad {grad:.4f} }}"
+        style = ""
+        if current is not None and node is current:
+            style = f', style=filled, fillcolor="{CURRENT_FILL}", class="current", penwidth=2'
+        elif id(node) in changed_ids:
+            style = f', style=filled, fillcolor="{CHANGED_FILL}", class="changed"'
+        lines.append(f'  {uid} [shape=record, id="{uid}", label="{label}"{style}];')
+        if node._prev:
+            lines.append(f'  {uid}op [label="{_dot_text(node._op)}", id="{uid}op", width=0.3, height=0.3, '
+                         'margin=0.02, fontsize=11];')
+            lines.append(f"  {uid}op -> {uid};")
+    for child, parent in found.edges:
+        lines.append(f"  {ids[id(child)]} -> {ids[id(parent)]}op;")
+    if found.omitted:
+        # Said twice: a comment for whoever reads the DOT text, a note node for whoever sees the picture.
+        note = (f"{found.omitted} more node{'s' * (found.omitted != 1)} not drawn: showing the "
+                f"{len(found.nodes)} nearest the output (max_nodes={len(found.nodes)})")
+        lines.append(f"  // {note}")
+        lines.append(f'  {frame}omitted [shape=note, style=filled, fillcolor="#eeeeee", id="{frame}omitted", '
+                     f'label="{note}\\ndashed arrows: inputs left out"];')
+        for node in found.cut:
+            target = ids[id(node)] + ("op" if node._prev else "")
+            lines.append(f"  {frame}omitted -> {target} [style=dashed, color=\"#999999\"];")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+# --- the Graph object ----------------------------------------------------------------------------
+
+def _strip_xml_prolog(svg: str) -> str:
+    """An SVG document's ``<svg>`` element alone, for putting inside HTML."""
+    start = svg.find("<svg")
+    return svg[start:] if start >= 0 else svg
+
+
+def _fallback_html(source: str, problem: str) -> str:
+    return (f"<p><b>chainrule could not draw this graph</b>: {html.escape(problem)}</p>"
+            f"<pre>{html.escape(source)}</pre>")
+
+
+class Graph:
+    """A drawing of a computation graph: DOT text that renders itself.
+
+    ``.source`` is the DOT text, ``.svg()`` the picture, ``.save(path)`` writes ``.svg``, ``.png``
+    (needs a renderer that makes PNG) or ``.dot``/``.gv``. In Jupyter it displays as SVG; when
+    nothing can render, it displays the DOT text and a one-line hint instead of raising.
+    """
+
+    def __init__(self, source: str, format: str = "svg", *, nodes: int = 0, omitted: int = 0):
+        if format not in ("svg", "png"):
+            raise ValueError(f"format must be 'svg' or 'png', got {format!r}")
+        self.source = source
+        self.format = format
+        self.nodes = nodes
+        self.omitted = omitted
+        self._svg: str | None = None
+
+    def __repr__(self) -> str:
+        more = f", {self.omitted} not drawn" if self.omitted else ""
+        return f"<chainrule Graph: {self.nodes} values{more}>"
+
+    def svg(self) -> str:
+        """The drawing as SVG text (rendered once, then remembered)."""
+        if self._svg is None:
+            self._svg = render(self.source, "svg").decode("utf-8")
+        return self._svg
+
+    def render(self, format: str | None = None) -> bytes:
+        """The drawing as bytes in ``format`` (default: the format given to ``draw_dot``)."""
+        fmt = format or self.format
+        return self.svg().encode("utf-8") if fmt == "svg" else render(self.source, fmt)
+
+    def save(self, path, format: str | None = None) -> Path:
+        """Write the drawing to ``path``; the format comes from the suffix unless given."""
+        path = Path(path)
+        fmt = (format or path.suffix.lstrip(".")).lower()
+        if fmt in ("dot", "gv"):
+            path.write_text(self.source, encoding="utf-8")
+            return path
+        if fmt not in ("svg", "png"):
+            raise ValueError(f"cannot save a graph as {fmt!r}: use a .svg, .png, .dot or .gv file name")
+        data = self.render(fmt)
+        path.write_bytes(data)
+        return path
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        # A notebook must never see an exception from here: every failure becomes the DOT text
+        # with one line saying what went wrong and what to install.
+        try:
+            if self.format == "png":
+                import base64
+                try:
+                    return {"image/png": base64.b64encode(self.render("png")).decode("ascii"),
+                            "text/plain": repr(self)}
+                except RenderError:
+                    pass
+            return {"image/svg+xml": self.svg(), "text/plain": repr(self)}
+        except Exception as exc:  # noqa: BLE001 -- display must not raise, whatever went wrong
+            problem = str(exc) or type(exc).__name__
+            return {"text/plain": f"{self.source}\n# could not draw: {problem}",
+                    "text/html": _fallback_html(self.source, problem)}
+
+
+def draw_dot(root: Value, rankdir: str = "LR", format: str = "svg", max_nodes: int | None = 200) -> Graph:
+    """Draw ``root``'s graph: a box per Value (label | data | grad), a small node per op.
+
+    At most ``max_nodes`` Values are drawn, those nearest the root, with a note saying how many
+    were left out (``max_nodes=None`` draws everything).
+
+    >>> x = Value(2.0, label="x"); y = x * x; y.label = "y"; y.backward()
+    >>> g = draw_dot(y)
+    >>> "{ y | data 4.0000 | grad 1.0000 }" in g.source
+    True
+    >>> "<svg" in g._repr_mimebundle_()["image/svg+xml"]
+    True
+    """
+    found = _walk(root, max_nodes)
+    return Graph(_dot_source(found, rankdir), format, nodes=len(found.nodes), omitted=found.omitted)
