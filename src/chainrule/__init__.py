@@ -7,15 +7,51 @@
 """
 
 from .engine import Value, no_grad
+from .explain import explain, step_through
+from .expr import ExpressionError, build_expression, parse_expression
+from .gradcheck import gradcheck, numerical_derivative
+from .losses import bce_with_logits, hinge_loss, l2_penalty, mse_loss, softmax_cross_entropy, sse_loss
 from .nn import MLP, Layer, Module, Neuron
+from .optim import SGD, Adam, AdamW
+from .replay import ReplayMismatchError, compile
+from .serialize import ModelFileError, load_model, save_model
+from .train import History, fit, predict, seed_everything
+from .viz import draw_dot, trace
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Adam",
+    "AdamW",
+    "ExpressionError",
+    "History",
     "Layer",
     "MLP",
+    "ModelFileError",
     "Module",
     "Neuron",
+    "ReplayMismatchError",
+    "SGD",
     "Value",
+    "bce_with_logits",
+    "build_expression",
+    "compile",
+    "draw_dot",
+    "explain",
+    "fit",
+    "gradcheck",
+    "hinge_loss",
+    "l2_penalty",
+    "load_model",
+    "mse_loss",
     "no_grad",
+    "numerical_derivative",
+    "parse_expression",
+    "predict",
+    "save_model",
+    "seed_everything",
+    "softmax_cross_entropy",
+    "sse_loss",
+    "step_through",
+    "trace",
 ]

@@ -3,11 +3,15 @@
 Every subcommand is one ``_cmd_*`` function taking the parsed arguments. A user's mistake raises
 ``CLIError`` (or a ValueError/TypeError/OSError from the library) and prints as one line,
 ``error: ...``, with exit status 1; no traceback. ``main(argv)`` is testable without a subprocess.
+
+Set the environment variable ``CHAINRULE_DEBUG=1`` to get the full traceback instead of the
+one-line error (for bug reports, or to see where a library error came from).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 __all__ = ["CLIError", "main"]
@@ -20,15 +24,467 @@ class CLIError(Exception):
 # SUBCOMMANDS: each helper function below adds one subparser and sets ``func``.
 
 
+def _add_notebooks(sub) -> None:
+    p = sub.add_parser(
+        "notebooks",
+        help="copy the tutorial notebooks into a folder, ready for Jupyter",
+        description="Copy chainrule's four tutorial notebooks (derivatives, Value and backprop, "
+                    "training an MLP, going fast) into DIR and print the command that opens them.",
+    )
+    p.add_argument("--dest", default="chainrule-notebooks", metavar="DIR",
+                   help="folder to copy them into (default: ./chainrule-notebooks)")
+    p.add_argument("--force", action="store_true", help="overwrite notebooks already in DIR")
+    p.set_defaults(func=_cmd_notebooks)
+
+
+def _cmd_notebooks(args) -> int:
+    import shlex
+    from importlib.resources import files
+    from pathlib import Path
+
+    # importlib.resources finds the notebooks wherever the package lives (site-packages, a
+    # zipped install, an editable checkout), so a PyPI user gets the same files as a developer.
+    packaged = sorted((entry for entry in (files("chainrule") / "notebooks").iterdir()
+                       if entry.name.endswith(".ipynb")), key=lambda entry: entry.name)
+    if not packaged:
+        raise CLIError("the installed chainrule package has no notebooks in it; reinstall it "
+                       "with: pip install --force-reinstall chainrule")
+    dest = Path(args.dest)
+    if dest.exists() and not dest.is_dir():
+        raise CLIError(f"{dest} exists and is not a folder; choose another --dest")
+    clashes = [entry.name for entry in packaged if (dest / entry.name).exists()]
+    if clashes and not args.force:
+        # A learner's notebook holds their own edits and outputs: never overwrite it silently.
+        raise CLIError(f"{dest} already has {', '.join(clashes)}; pass --force to overwrite "
+                       f"or --dest to copy somewhere else")
+    dest.mkdir(parents=True, exist_ok=True)
+    for entry in packaged:
+        (dest / entry.name).write_bytes(entry.read_bytes())
+        print(f"copied {dest / entry.name}")
+    print(f"open them with:  jupyter lab {shlex.quote(str(dest))}")
+    print("(no Jupyter yet? pip install jupyterlab)")
+    return 0
+
+
+def _add_graph(sub) -> None:
+    p = sub.add_parser(
+        "graph",
+        help="build an expression, run backward, draw the graph and print the gradients",
+        description="Build EXPRESSION from a small safe grammar (numbers, names, + - * / **,\n"
+                    "parentheses, exp log tanh sigmoid relu sqrt abs; parsed, never eval'd), run\n"
+                    "backward, print the output's value and each input's gradient, and draw it.",
+        epilog="example:\n"
+               '  chainrule graph "tanh(x1*w1 + x2*w2 + b)" \\\n'
+               "      --at x1=2,x2=0,w1=-3,w2=1,b=6.8813735870195432 --out neuron.svg",
+        # Keep the line breaks above: the example must stay copyable.
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("expression", metavar="EXPRESSION",
+                   help='the expression, quoted for the shell, e.g. "tanh(x*w + b)"')
+    p.add_argument("--at", action="append", default=[], metavar="NAME=NUMBER,...",
+                   help="the value of every name in EXPRESSION, e.g. --at x=2,w=-3,b=0.5 "
+                        "(may be repeated)")
+    p.add_argument("--out", metavar="FILE",
+                   help="write the drawing: .svg, .png (needs system Graphviz), .dot/.gv (the DOT "
+                        "text), or .html with --step; without --out only the numbers are printed")
+    p.add_argument("--step", action="store_true",
+                   help="write the step-through view of backward (one frame per node) as a "
+                        "standalone HTML page to --out FILE.html")
+    p.add_argument("--rankdir", default="LR", choices=["LR", "TB", "RL", "BT"],
+                   help="direction the drawing flows: LR left to right (default), TB top to bottom")
+    p.set_defaults(func=_cmd_graph)
+
+
+_GRAPH_FORMATS = (".svg", ".png", ".dot", ".gv")
+
+
+def _parse_at(items: list[str]) -> dict[str, float]:
+    """``["x=2,w=-3", "b=1"]`` -> ``{"x": 2.0, "w": -3.0, "b": 1.0}``, strictly."""
+    import math
+    import re
+
+    values: dict[str, float] = {}
+    for item in items:
+        for pair in item.split(","):
+            name, sep, number = (part.strip() for part in pair.partition("="))
+            if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise CLIError(f"--at: {pair.strip()!r} is not NAME=NUMBER (e.g. --at x=2,w=-3)")
+            try:
+                value = float(number)
+            except ValueError:
+                raise CLIError(f"--at: {name}={number!r} is not a number") from None
+            if not math.isfinite(value):
+                raise CLIError(f"--at: {name}={number} is not a finite number")
+            if name in values:
+                raise CLIError(f"--at: {name} is given twice")
+            values[name] = value
+    return values
+
+
+def _cmd_graph(args) -> int:
+    from pathlib import Path
+
+    from .expr import ExpressionError, build_expression
+
+    out = Path(args.out) if args.out else None
+    suffix = out.suffix.lower() if out else ""
+    # Check the output name before computing anything, so a typo costs nothing.
+    if args.step and suffix not in (".html", ".htm"):
+        raise CLIError("--step writes an HTML page: give --out FILE.html")
+    if out and not args.step and suffix not in _GRAPH_FORMATS:
+        hint = " (the .html page is the step-through view: add --step)" if suffix in (".html", ".htm") else ""
+        raise CLIError(f"--out {out.name}: the drawing is saved as {', '.join(_GRAPH_FORMATS)}{hint}")
+    if out and not out.parent.is_dir():
+        raise CLIError(f"--out {out}: the folder {out.parent} does not exist")
+    values = _parse_at(args.at)
+    try:
+        root, leaves = build_expression(args.expression, values)
+    except ExpressionError as exc:
+        shown = f"in {args.expression!r}: " if len(args.expression) <= 60 else ""
+        hint = " (give values with --at NAME=NUMBER)" if exc.message.startswith("no value") else ""
+        raise CLIError(f"{shown}{exc.message}{hint}") from exc
+    unused = [name for name in values if name not in leaves]
+    if unused:
+        raise CLIError(f"--at gives {', '.join(unused)}, which the expression does not use")
+
+    if args.step:
+        from .explain import step_through
+        drawing = step_through(root, rankdir=args.rankdir)     # runs backward itself
+    else:
+        root.backward()
+        drawing = None
+        if out:
+            from .viz import draw_dot
+            drawing = draw_dot(root, rankdir=args.rankdir)
+
+    rows = [("out", root.data)] + [(f"{name}.grad", leaf.grad) for name, leaf in leaves.items()]
+    name_width = max(len(name) for name, _ in rows)
+    numbers = [f"{number:.4f}" for _, number in rows]
+    number_width = max(len(text) for text in numbers)
+    for (name, _), text in zip(rows, numbers):
+        print(f"{name:<{name_width}} = {text:>{number_width}}")
+
+    if drawing is not None:
+        from .render import RenderError
+        try:
+            drawing.save(out)
+        except RenderError as exc:
+            raise CLIError(f"could not draw {out}: {exc} (--out FILE.dot writes the DOT text "
+                           "without rendering)") from exc
+        print(f"wrote {out}")
+    return 0
+
+
+# --- demo, train, predict: training networks from the shell ----------------------------------------
+
+# ``chainrule train``'s configuration: one flat block of defaults, each with its help text. Every
+# key is a flag (``batch_size`` is ``--batch-size``); values are checked strictly, and the resolved
+# configuration is saved as config.json beside the outputs. The defaults are micrograd's demo.
+TRAIN_CONFIG: dict[str, tuple] = {
+    "dataset":    ("moons",      "the data: moons, circles, blobs, spirals, xor, lecture, digits"),
+    "n_samples":  (None,         "examples to draw (default 100; the lecture set and digits: all of them)"),
+    "noise":      (None,         "standard deviation of the noise on the points (default 0.1; "
+                                 "lecture and digits take none)"),
+    "test_size":  (0.0,          "fraction (or number) of examples held out for testing; 0 keeps all for training"),
+    "hidden":     ("16,16",      "widths of the hidden layers, comma-separated ('' for none); "
+                                 "the output layer is added: 1 score for two classes, else one per class"),
+    "activation": ("relu",       "the hidden layers' activation: tanh, relu, sigmoid, linear (the output is linear)"),
+    "loss":       ("auto",       "auto (hinge for two classes, cross_entropy for more), hinge, bce, cross_entropy, "
+                                 "mse, sse"),
+    "optimizer":  ("sgd",        "sgd, adam, adamw"),
+    "lr":         (None,         "learning rate (default 1.0 for sgd, 0.01 for adam and adamw)"),
+    "schedule":   ("linear",     "linear: the rate falls from lr to 0.1*lr over the run (micrograd's); constant"),
+    "l2":         (1e-4,         "weight of the L2 penalty l2 * sum(p*p) over all parameters"),
+    "steps":      (100,          "optimizer steps"),
+    "batch_size": (0,            "examples per step; 0 uses all of them every step"),
+    "seed":       (1337,         "seeds the data, the initial weights and the batch order"),
+    "compiled":   (False,        "record the loss once and replay it with numpy (faster, same numbers)"),
+    "out":        ("runs/moons", "folder for model.json, config.json, history.json and the pictures"),
+}
+_FIXED_DATASETS = ("lecture", "digits")     # datasets that take no n_samples default and no noise
+_SCHEDULES = ("linear", "constant")
+_DEFAULT_LR = {"sgd": 1.0, "adam": 0.01, "adamw": 0.01}
+
+
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def _add_config_flags(p, keys) -> None:
+    # Every value arrives as text and is checked by _resolve_config, so that a mistake reads
+    # ``error: --steps must be ...`` like every other error. SUPPRESS keeps unset flags out of the
+    # namespace, which is how the command knows what was given explicitly.
+    for key in keys:
+        default, help_text = TRAIN_CONFIG[key]
+        shown = f" (default: {default})" if default not in (None, False, "") else ""
+        if key == "compiled":
+            p.add_argument(_flag(key), action="store_true", default=argparse.SUPPRESS, help=help_text)
+        else:
+            p.add_argument(_flag(key), metavar=key.split("_")[-1].upper(), default=argparse.SUPPRESS,
+                           help=help_text + shown)
+
+
+def _choice(key: str, value: str, valid) -> str:
+    if value not in valid:
+        raise CLIError(f"{_flag(key)}: unknown {key} {value!r}; choose one of: {', '.join(valid)}")
+    return value
+
+
+def _number(key: str, text, kind=float, low: float | None = None, low_open: bool = False):
+    import math
+
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        value = text
+    else:
+        try:
+            value = kind(str(text).strip())
+        except ValueError:
+            what = "a whole number" if kind is int else "a number"
+            raise CLIError(f"{_flag(key)} must be {what}, got {text!r}") from None
+    if not math.isfinite(value):
+        raise CLIError(f"{_flag(key)} must be a finite number, got {text!r}")
+    if low is not None and (value <= low if low_open else value < low):
+        raise CLIError(f"{_flag(key)} must be {'>' if low_open else '>='} {low:g}, got {text!r}")
+    return value
+
+
+def _parse_hidden(text: str) -> list[int]:
+    text = str(text).strip()
+    if text in ("", "none"):
+        return []
+    widths = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part.isdigit() or int(part) < 1:
+            raise CLIError(f"--hidden must be comma-separated positive whole numbers like 16,16 "
+                           f"(or '' for no hidden layer), got {text!r}")
+        widths.append(int(part))
+    return widths
+
+
+def _resolve_config(given: dict) -> dict:
+    """The defaults overridden by ``given`` (flag values as text), every value checked."""
+    from .data import DATASETS
+    from .losses import LOSSES
+    from .nn import ACTIVATIONS
+    from .optim import OPTIMIZERS
+
+    c = {key: given.get(key, default) for key, (default, _) in TRAIN_CONFIG.items()}
+    c["dataset"] = _choice("dataset", c["dataset"], list(DATASETS))
+    c["activation"] = _choice("activation", c["activation"], list(ACTIVATIONS))
+    c["loss"] = _choice("loss", c["loss"], ["auto", *LOSSES])
+    c["optimizer"] = _choice("optimizer", c["optimizer"], list(OPTIMIZERS))
+    c["schedule"] = _choice("schedule", c["schedule"], _SCHEDULES)
+    c["hidden"] = _parse_hidden(c["hidden"])
+    fixed = c["dataset"] in _FIXED_DATASETS
+    if c["n_samples"] is not None:
+        c["n_samples"] = _number("n_samples", c["n_samples"], int, low=1)
+    elif not fixed:
+        c["n_samples"] = 100
+    if c["noise"] is not None:
+        c["noise"] = _number("noise", c["noise"], float, low=0)
+    elif not fixed:
+        c["noise"] = 0.1
+    test_size = _number("test_size", c["test_size"], float, low=0)
+    c["test_size"] = int(test_size) if test_size >= 1 and test_size.is_integer() else test_size
+    c["lr"] = _number("lr", c["lr"], float, low=0, low_open=True) if c["lr"] is not None \
+        else _DEFAULT_LR.get(c["optimizer"], 0.01)
+    c["l2"] = _number("l2", c["l2"], float, low=0)
+    c["steps"] = _number("steps", c["steps"], int, low=1)
+    c["batch_size"] = _number("batch_size", c["batch_size"], int, low=0)
+    c["seed"] = _number("seed", c["seed"], int, low=0)
+    c["compiled"] = bool(c["compiled"])
+    c["out"] = str(c["out"])
+    return c
+
+
+def _run_training(config: dict) -> int:
+    """Train as ``config`` says, print the progress and the result, and write the outputs."""
+    import json
+    import time
+    from pathlib import Path
+
+    import numpy as np
+
+    from .data import DATASETS, train_test_split
+    from .nn import MLP
+    from .optim import OPTIMIZERS
+    from .serialize import save_model
+    from .train import evaluate, fit, seed_everything
+
+    out = Path(config["out"])
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {out}: exists and is not a folder")
+    if config["compiled"]:
+        try:
+            from . import replay  # noqa: F401
+        except ImportError:
+            raise CLIError("--compiled needs chainrule.replay, which this installation lacks") from None
+
+    seed_everything(config["seed"])
+    X, y = DATASETS[config["dataset"]](n_samples=config["n_samples"], noise=config["noise"], seed=config["seed"])
+    # Class numbers count up from 0 even when a small sample misses one; the lecture's +-1 floats are two.
+    n_classes = int(y.max()) + 1 if np.issubdtype(y.dtype, np.integer) else len(np.unique(y))
+    X_test = y_test = None
+    if config["test_size"]:
+        X, X_test, y, y_test = train_test_split(X, y, test_size=config["test_size"], seed=config["seed"])
+    width = 1 if n_classes <= 2 else n_classes
+    if config["loss"] == "auto":
+        config["loss"] = "hinge" if width == 1 else "cross_entropy"
+    model = MLP(X.shape[1], config["hidden"] + [width], activation=config["activation"],
+                output_activation="linear")
+    lr, steps = config["lr"], config["steps"]
+    rate = (lambda k: lr * (1.0 - 0.9 * k / steps)) if config["schedule"] == "linear" else lr
+    optimizer = OPTIMIZERS[config["optimizer"]](model.parameters(), lr=rate)
+
+    held_out = f", {len(X_test)} held out for testing" if X_test is not None else ""
+    print(f"training {model!r}")
+    falling = f" falling to {0.1 * lr:g}" if config["schedule"] == "linear" else ""
+    print(f"on {config['dataset']}: {len(X)} examples{held_out}; {config['loss']} loss, {config['optimizer']} "
+          f"lr {lr:g}{falling}, {steps} steps")
+    start = time.perf_counter()
+    history = fit(model, X, y, loss=config["loss"], optimizer=optimizer, steps=steps,
+                  batch_size=config["batch_size"], l2=config["l2"], X_test=X_test, y_test=y_test,
+                  compiled=config["compiled"], seed=config["seed"])
+    seconds = time.perf_counter() - start
+    loss, acc = evaluate(model, X, y, loss=config["loss"], l2=config["l2"])
+    tested = f" | test accuracy {history.test_accuracy[-1]:.1%}" if history.test_accuracy else ""
+    print(f"final loss {loss:.4f} | accuracy {acc:.1%}{tested} ({len(history)} steps in {seconds:.1f} s)")
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = [save_model(model, out / "model.json", metadata={"config": config})]
+    for name, content in (("config.json", config), ("history.json", history.to_dict())):
+        (out / name).write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
+        written.append(out / name)
+    try:
+        from .plot import plot_decision_boundary, plot_history, save_figure
+        if X.shape[1] == 2:
+            written.append(save_figure(plot_decision_boundary(model, X, y, compiled=config["compiled"] or None),
+                                       out / "decision_boundary.png"))
+        written.append(save_figure(plot_history(history), out / "loss_curve.png"))
+        hint = ""
+    except ImportError as exc:
+        hint = f"no pictures: {exc}"
+    print(f"wrote {', '.join(path.name for path in written)} to {out}{os.sep}")
+    if hint:
+        print(hint)
+    if X.shape[1] <= 4:
+        print(f"try: chainrule predict --model {out / 'model.json'} " + ",".join(f"{v:g}" for v in X[0]))
+    return 0
+
+
+def _add_demo(sub) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="train micrograd's demo network on two moons and draw its decision boundary",
+        description="The main job: train MLP(2, [16, 16, 1]) (relu, linear output) on 100 two-moons\n"
+                    "points with hinge loss, L2 1e-4 and SGD at a rate falling from 1.0 to 0.1, print\n"
+                    "the progress and the final loss and accuracy, and write decision_boundary.png,\n"
+                    "loss_curve.png, model.json, config.json and history.json into --out.",
+        epilog="example:\n  chainrule demo --out runs/demo\n"
+               "  chainrule demo --compiled      # the same training, replayed with numpy: about 1 s",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--out", default="runs/demo", metavar="DIR", help="output folder (default: runs/demo)")
+    p.add_argument("--seed", default=TRAIN_CONFIG["seed"][0], metavar="SEED",
+                   help=f"seeds data, weights and batches (default: {TRAIN_CONFIG['seed'][0]})")
+    p.add_argument("--steps", default=TRAIN_CONFIG["steps"][0], metavar="STEPS",
+                   help=f"optimizer steps (default: {TRAIN_CONFIG['steps'][0]})")
+    p.add_argument("--compiled", action="store_true", help=TRAIN_CONFIG["compiled"][1])
+    p.set_defaults(func=_cmd_demo)
+
+
+def _cmd_demo(args) -> int:
+    return _run_training(_resolve_config({"out": args.out, "seed": args.seed, "steps": args.steps,
+                                          "compiled": args.compiled}))
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train an MLP on a toy dataset, every setting a flag",
+        description="Train an MLP on a toy dataset and write model.json, config.json (the resolved\n"
+                    "settings), history.json and the pictures into --out. Every setting has a default\n"
+                    "(micrograd's demo); an unknown name is an error listing the valid ones.",
+        epilog="example:\n"
+               "  chainrule train --dataset spirals --n-samples 200 --optimizer adam --lr 0.03 \\\n"
+               "      --steps 300 --test-size 0.25 --compiled --out runs/spirals",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_config_flags(p, TRAIN_CONFIG)
+    p.set_defaults(func=_cmd_train)
+
+
+def _cmd_train(args) -> int:
+    given = {key: getattr(args, key) for key in TRAIN_CONFIG if hasattr(args, key)}
+    return _run_training(_resolve_config(given))
+
+
+def _add_predict(sub) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="print a saved model's output for some points",
+        description="Load a model written by 'chainrule train' or 'chainrule demo' and print its output\n"
+                    "for each POINT. One output is a score (class 1 when > 0); several outputs are one\n"
+                    "score per class (the largest wins).",
+        epilog="example:\n  chainrule predict --model runs/demo/model.json 0.5,-0.2 -1,0.3",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", required=True, metavar="FILE", help="the model file (model.json)")
+    p.add_argument("points", nargs="+", metavar="POINT", help="comma-separated numbers, one per model input")
+    # argparse reads "-0.5,0.2" as an unknown option, since only plain numbers like "-0.5" count as
+    # negative numbers; widen that rule (where this argparse has it) so such points just work.
+    import re
+    if hasattr(p, "_negative_number_matcher"):
+        p._negative_number_matcher = re.compile(r"^-\d*\.?\d+([eE][-+]?\d+)?(,[-+0-9.eE]*)*$")
+    p.set_defaults(func=_cmd_predict)
+
+
+def _cmd_predict(args) -> int:
+    import math
+
+    from .serialize import load_model
+    from .train import predict
+
+    model = load_model(args.model)
+    points = []
+    for i, text in enumerate(args.points, 1):
+        try:
+            point = [float(part) for part in text.split(",")]
+        except ValueError:
+            raise CLIError(f"point {i} ({text!r}) is not comma-separated numbers like 0.5,-0.2") from None
+        if not all(math.isfinite(v) for v in point):
+            raise CLIError(f"point {i} ({text!r}) has a number that is not finite")
+        if len(point) != model.nin:
+            raise CLIError(f"point {i} ({text!r}) has {len(point)} number{'s' * (len(point) != 1)}, "
+                           f"but the model takes {model.nin} inputs")
+        points.append(point)
+    scores = predict(model, points)
+    for text, score in zip(args.points, scores):
+        if scores.ndim == 1:
+            print(f"{text}  score {score:.4f}  class {int(score > 0)}")
+        else:
+            shown = ", ".join(f"{s:.4f}" for s in score)
+            print(f"{text}  scores [{shown}]  class {int(score.argmax())}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chainrule",
         description="Backpropagation you can read, watch, check and run fast.",
+        epilog="Run 'chainrule COMMAND --help' for a command's options. Errors print as one line; "
+               "set CHAINRULE_DEBUG=1 in the environment to see the full traceback instead.",
     )
     parser.add_argument("--version", action="version", version=f"chainrule {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     # REGISTER: one line per subcommand.
+    _add_demo(sub)
+    _add_train(sub)
+    _add_predict(sub)
+    _add_graph(sub)
+    _add_notebooks(sub)
     return parser
 
 
@@ -41,15 +497,38 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 on success, 1 on a user error)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .render import RenderError     # stdlib only; no renderer installed is the user's to fix
     try:
         return args.func(args) or 0
-    except (CLIError, ValueError, TypeError, OSError, KeyError, ZeroDivisionError, OverflowError) as exc:
+    except BrokenPipeError:
+        # The reader went away (``chainrule ... | head``): stop quietly, as Unix tools do.
+        _silence_stdout()
+        return 141
+    except (CLIError, ValueError, TypeError, OSError, KeyError, ZeroDivisionError, OverflowError,
+            RenderError) as exc:
+        if _debug():
+            raise
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"error: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        if _debug():
+            raise
         print("error: interrupted", file=sys.stderr)
         return 130
+
+
+def _debug() -> bool:
+    """True when CHAINRULE_DEBUG asks for tracebacks instead of one-line errors."""
+    return os.environ.get("CHAINRULE_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _silence_stdout() -> None:
+    # Python flushes stdout again at exit and would report the broken pipe a second time.
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover
