@@ -11,6 +11,7 @@ import pytest
 
 from chainrule import Value, draw_dot, step_through
 from chainrule.render import available_renderers
+from lecture import neuron
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -47,12 +48,7 @@ def browser():
 
 
 def lecture_neuron(w2_label="w2"):
-    x1 = Value(2.0, label="x1"); x2 = Value(0.0, label="x2")
-    w1 = Value(-3.0, label="w1"); w2 = Value(1.0, label=w2_label)
-    b = Value(6.8813735870195432, label="b")
-    n = x1 * w1 + x2 * w2 + b; n.label = "n"
-    o = n.tanh(); o.label = "o"
-    return o
+    return neuron(w2_label)[0]
 
 
 def box_text(page, selector):

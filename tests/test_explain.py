@@ -1,6 +1,5 @@
 """explain() and step_through(): the chain-rule steps of backward, as text and as frames."""
 
-import importlib
 import io
 import re
 
@@ -9,23 +8,19 @@ import torch
 
 from chainrule import Value, explain, step_through
 from chainrule.engine import PRIMITIVES, topological_order
-from chainrule.explain import FORMULAS
+from chainrule.walkthrough import FORMULAS
 from chainrule.render import RendererUnavailable, available_renderers
 
-# chainrule.explain is the function (exported by the package); the module is reached by name.
-explain_module = importlib.import_module("chainrule.explain")
+import chainrule.walkthrough as explain_module
+from lecture import neuron
 
 LINE = re.compile(r"^(?P<target>\S+)\.grad\s+\+= .* -> (?P<term>-?\d+\.\d{4})(  \(now (?P<now>-?\d+\.\d{4})\))?$")
 
 
 def lecture_neuron():
-    """The lecture's neuron o = tanh(x1*w1 + x2*w2 + b) (backward not run), and its leaves by name."""
-    leaves = {"x1": Value(2.0, label="x1"), "x2": Value(0.0, label="x2"), "w1": Value(-3.0, label="w1"),
-              "w2": Value(1.0, label="w2"), "b": Value(6.8813735870195432, label="b")}
-    x1, x2, w1, w2, b = (leaves[k] for k in ["x1", "x2", "w1", "w2", "b"])
-    n = x1 * w1 + x2 * w2 + b; n.label = "n"
-    o = n.tanh(); o.label = "o"
-    return o, leaves
+    """The lecture's neuron (backward not run) and its leaves by name."""
+    o, nodes = neuron()
+    return o, {k: v for k, v in nodes.items() if k != "n"}
 
 
 def torch_neuron_grads():

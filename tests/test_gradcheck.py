@@ -6,7 +6,7 @@ import pytest
 
 from chainrule import Value, gradcheck, numerical_derivative
 from chainrule.engine import PRIMITIVES, Primitive
-from chainrule.gradcheck import GradcheckReport, GradcheckRow
+from chainrule.numerical import GradcheckReport, GradcheckRow
 
 
 def f(x):

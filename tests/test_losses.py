@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
 from chainrule import Value  # noqa: E402
-from chainrule.gradcheck import gradcheck  # noqa: E402
+from chainrule.numerical import gradcheck  # noqa: E402
 from chainrule.losses import (LOSSES, bce_with_logits, hinge_loss, l2_penalty, mse_loss,  # noqa: E402
                               softmax_cross_entropy, sse_loss)
 

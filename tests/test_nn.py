@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from chainrule import MLP, Layer, Module, Neuron, Value
+from lecture import neuron
 
 # The README's first example. Its expected output is the lecture's (o = 0.7071, x1.grad = -1.5, ...),
 # so this test pins the README to the lecture, not to whatever chainrule happens to print.
@@ -44,12 +45,9 @@ LECTURE_YS = [1.0, -1.0, -1.0, 1.0]
 
 def test_lecture_neuron_numbers():
     """The lecture's neuron: o = 0.7071, n.grad = 0.5, x1.grad = -1.5, w1.grad = 1.0, x2.grad = 0.5, w2.grad = 0."""
-    x1 = Value(2.0, label="x1"); x2 = Value(0.0, label="x2")
-    w1 = Value(-3.0, label="w1"); w2 = Value(1.0, label="w2")
-    b = Value(6.8813735870195432, label="b")
-    n = x1 * w1 + x2 * w2 + b; n.label = "n"
-    o = n.tanh(); o.label = "o"
+    o, nodes = neuron()
     o.backward()
+    x1, x2, w1, w2, n = (nodes[k] for k in ["x1", "x2", "w1", "w2", "n"])
     assert round(o.data, 4) == 0.7071
     assert n.grad == pytest.approx(0.5, abs=1e-12)
     assert x1.grad == pytest.approx(-1.5, abs=1e-12)

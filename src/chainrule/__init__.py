@@ -7,9 +7,9 @@
 """
 
 from .engine import Value, no_grad
-from .explain import explain, step_through
+from .walkthrough import explain, step_through
 from .expr import ExpressionError, build_expression, parse_expression
-from .gradcheck import gradcheck, numerical_derivative
+from .numerical import gradcheck, numerical_derivative
 from .losses import bce_with_logits, hinge_loss, l2_penalty, mse_loss, softmax_cross_entropy, sse_loss
 from .nn import MLP, Layer, Module, Neuron
 from .optim import SGD, Adam, AdamW

@@ -148,7 +148,7 @@ def _cmd_graph(args) -> int:
         raise CLIError(f"--at gives {', '.join(unused)}, which the expression does not use")
 
     if args.step:
-        from .explain import step_through
+        from .walkthrough import step_through
         drawing = step_through(root, rankdir=args.rankdir)     # runs backward itself
     else:
         root.backward()

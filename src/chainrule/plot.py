@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from .engine import Value
-from .gradcheck import numerical_derivative
+from .numerical import numerical_derivative
 from .nn import MLP
 from .train import predict
 

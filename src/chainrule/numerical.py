@@ -5,7 +5,7 @@ That one-sided difference is off by about ``h * f''(x) / 2``; nudging both ways,
 ``(f(x + h) - f(x - h)) / (2 * h)``, cancels that term and is accurate to about ``h**2``, which is
 what ``numerical_derivative`` and ``gradcheck`` use.
 
->>> from chainrule.gradcheck import gradcheck
+>>> from chainrule.numerical import gradcheck
 >>> report = gradcheck(lambda a, b: (a * b + b.exp()).tanh(), [0.3, -0.7])
 >>> bool(report), [row.name for row in report.rows]
 (True, ['a', 'b'])
