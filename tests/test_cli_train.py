@@ -7,8 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-from chainrule.cli import TRAIN_CONFIG, main
+from chainrule.cli import main
 from chainrule.data import DATASETS, make_moons
+from chainrule.experiment import CONFIG
 from chainrule.losses import LOSSES
 from chainrule.nn import ACTIVATIONS
 from chainrule.optim import OPTIMIZERS
@@ -76,7 +77,7 @@ def test_train_several_classes_with_a_test_split(tmp_path, capsys):
     assert main(argv) == 0
     out = capsys.readouterr().out
     config = json.loads((out_dir / "config.json").read_text())
-    assert set(config) == set(TRAIN_CONFIG)
+    assert set(config) == set(CONFIG)
     assert (config["loss"], config["lr"], config["hidden"], config["test_size"]) == ("cross_entropy", 0.01, [8], 0.25)
     assert load_model(out_dir / "model.json").nouts == [8, 3]
     assert "30 examples, 10 held out for testing" in out and "test accuracy" in _final_line(out)
@@ -122,7 +123,7 @@ def test_help_lists_every_valid_name():
     """The --help texts of the choice settings name every value the library accepts."""
     for key, valid in (("dataset", DATASETS), ("optimizer", OPTIMIZERS), ("activation", ACTIVATIONS),
                        ("loss", ["auto", *LOSSES])):
-        assert set(valid) <= set(re.findall(r"[a-z_]+", TRAIN_CONFIG[key][1])), key
+        assert set(valid) <= set(re.findall(r"[a-z_]+", CONFIG[key][1])), key
 
 
 def test_predict_prints_scores_and_classes(tmp_path, capsys):

@@ -176,204 +176,28 @@ def _cmd_graph(args) -> int:
 
 
 # --- demo, train, predict: training networks from the shell ----------------------------------------
-
-# ``chainrule train``'s configuration: one flat block of defaults, each with its help text. Every
-# key is a flag (``batch_size`` is ``--batch-size``); values are checked strictly, and the resolved
-# configuration is saved as config.json beside the outputs. The defaults are micrograd's demo.
-TRAIN_CONFIG: dict[str, tuple] = {
-    "dataset":    ("moons",      "the data: moons, circles, blobs, spirals, xor, lecture, digits"),
-    "n_samples":  (None,         "examples to draw (default 100; the lecture set and digits: all of them)"),
-    "noise":      (None,         "standard deviation of the noise on the points (default 0.1; "
-                                 "lecture and digits take none)"),
-    "test_size":  (0.0,          "fraction (or number) of examples held out for testing; 0 keeps all for training"),
-    "hidden":     ("16,16",      "widths of the hidden layers, comma-separated ('' for none); "
-                                 "the output layer is added: 1 score for two classes, else one per class"),
-    "activation": ("relu",       "the hidden layers' activation: tanh, relu, sigmoid, linear (the output is linear)"),
-    "loss":       ("auto",       "auto (hinge for two classes, cross_entropy for more), hinge, bce, cross_entropy, "
-                                 "mse, sse"),
-    "optimizer":  ("sgd",        "sgd, adam, adamw"),
-    "lr":         (None,         "learning rate (default 1.0 for sgd, 0.01 for adam and adamw)"),
-    "schedule":   ("linear",     "linear: the rate falls from lr to 0.1*lr over the run (micrograd's); constant"),
-    "l2":         (1e-4,         "weight of the L2 penalty l2 * sum(p*p) over all parameters"),
-    "steps":      (100,          "optimizer steps"),
-    "batch_size": (0,            "examples per step; 0 uses all of them every step"),
-    "seed":       (1337,         "seeds the data, the initial weights and the batch order"),
-    "compiled":   (False,        "record the loss once and replay it with numpy (faster, same numbers)"),
-    "out":        ("runs/moons", "folder for model.json, config.json, history.json and the pictures"),
-}
-_FIXED_DATASETS = ("lecture", "digits")     # datasets that take no n_samples default and no noise
-_SCHEDULES = ("linear", "constant")
-_DEFAULT_LR = {"sgd": 1.0, "adam": 0.01, "adamw": 0.01}
+# The settings, their checks and the training run live in chainrule.experiment; these commands only
+# turn flags into its configuration keys (``--batch-size`` is ``batch_size``) and call it.
 
 
-def _flag(key: str) -> str:
-    return "--" + key.replace("_", "-")
+def _add_config_flags(p, config) -> None:
+    from .experiment import flag
 
-
-def _add_config_flags(p, keys) -> None:
-    # Every value arrives as text and is checked by _resolve_config, so that a mistake reads
+    # Every value arrives as text and is checked by resolve_config, so that a mistake reads
     # ``error: --steps must be ...`` like every other error. SUPPRESS keeps unset flags out of the
     # namespace, which is how the command knows what was given explicitly.
-    for key in keys:
-        default, help_text = TRAIN_CONFIG[key]
+    for key, (default, help_text) in config.items():
         shown = f" (default: {default})" if default not in (None, False, "") else ""
         if key == "compiled":
-            p.add_argument(_flag(key), action="store_true", default=argparse.SUPPRESS, help=help_text)
+            p.add_argument(flag(key), action="store_true", default=argparse.SUPPRESS, help=help_text)
         else:
-            p.add_argument(_flag(key), metavar=key.split("_")[-1].upper(), default=argparse.SUPPRESS,
+            p.add_argument(flag(key), metavar=key.split("_")[-1].upper(), default=argparse.SUPPRESS,
                            help=help_text + shown)
 
 
-def _choice(key: str, value: str, valid) -> str:
-    if value not in valid:
-        raise CLIError(f"{_flag(key)}: unknown {key} {value!r}; choose one of: {', '.join(valid)}")
-    return value
-
-
-def _number(key: str, text, kind=float, low: float | None = None, low_open: bool = False):
-    import math
-
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        value = text
-    else:
-        try:
-            value = kind(str(text).strip())
-        except ValueError:
-            what = "a whole number" if kind is int else "a number"
-            raise CLIError(f"{_flag(key)} must be {what}, got {text!r}") from None
-    if not math.isfinite(value):
-        raise CLIError(f"{_flag(key)} must be a finite number, got {text!r}")
-    if low is not None and (value <= low if low_open else value < low):
-        raise CLIError(f"{_flag(key)} must be {'>' if low_open else '>='} {low:g}, got {text!r}")
-    return value
-
-
-def _parse_hidden(text: str) -> list[int]:
-    text = str(text).strip()
-    if text in ("", "none"):
-        return []
-    widths = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part.isdigit() or int(part) < 1:
-            raise CLIError(f"--hidden must be comma-separated positive whole numbers like 16,16 "
-                           f"(or '' for no hidden layer), got {text!r}")
-        widths.append(int(part))
-    return widths
-
-
-def _resolve_config(given: dict) -> dict:
-    """The defaults overridden by ``given`` (flag values as text), every value checked."""
-    from .data import DATASETS
-    from .losses import LOSSES
-    from .nn import ACTIVATIONS
-    from .optim import OPTIMIZERS
-
-    c = {key: given.get(key, default) for key, (default, _) in TRAIN_CONFIG.items()}
-    c["dataset"] = _choice("dataset", c["dataset"], list(DATASETS))
-    c["activation"] = _choice("activation", c["activation"], list(ACTIVATIONS))
-    c["loss"] = _choice("loss", c["loss"], ["auto", *LOSSES])
-    c["optimizer"] = _choice("optimizer", c["optimizer"], list(OPTIMIZERS))
-    c["schedule"] = _choice("schedule", c["schedule"], _SCHEDULES)
-    c["hidden"] = _parse_hidden(c["hidden"])
-    fixed = c["dataset"] in _FIXED_DATASETS
-    if c["n_samples"] is not None:
-        c["n_samples"] = _number("n_samples", c["n_samples"], int, low=1)
-    elif not fixed:
-        c["n_samples"] = 100
-    if c["noise"] is not None:
-        c["noise"] = _number("noise", c["noise"], float, low=0)
-    elif not fixed:
-        c["noise"] = 0.1
-    test_size = _number("test_size", c["test_size"], float, low=0)
-    c["test_size"] = int(test_size) if test_size >= 1 and test_size.is_integer() else test_size
-    c["lr"] = _number("lr", c["lr"], float, low=0, low_open=True) if c["lr"] is not None \
-        else _DEFAULT_LR.get(c["optimizer"], 0.01)
-    c["l2"] = _number("l2", c["l2"], float, low=0)
-    c["steps"] = _number("steps", c["steps"], int, low=1)
-    c["batch_size"] = _number("batch_size", c["batch_size"], int, low=0)
-    c["seed"] = _number("seed", c["seed"], int, low=0)
-    c["compiled"] = bool(c["compiled"])
-    c["out"] = str(c["out"])
-    return c
-
-
-def _run_training(config: dict) -> int:
-    """Train as ``config`` says, print the progress and the result, and write the outputs."""
-    import json
-    import time
-    from pathlib import Path
-
-    import numpy as np
-
-    from .data import DATASETS, train_test_split
-    from .nn import MLP
-    from .optim import OPTIMIZERS
-    from .serialize import save_model
-    from .train import evaluate, fit, seed_everything
-
-    out = Path(config["out"])
-    if out.exists() and not out.is_dir():
-        raise CLIError(f"--out {out}: exists and is not a folder")
-    if config["compiled"]:
-        try:
-            from . import replay  # noqa: F401
-        except ImportError:
-            raise CLIError("--compiled needs chainrule.replay, which this installation lacks") from None
-
-    seed_everything(config["seed"])
-    X, y = DATASETS[config["dataset"]](n_samples=config["n_samples"], noise=config["noise"], seed=config["seed"])
-    # Class numbers count up from 0 even when a small sample misses one; the lecture's +-1 floats are two.
-    n_classes = int(y.max()) + 1 if np.issubdtype(y.dtype, np.integer) else len(np.unique(y))
-    X_test = y_test = None
-    if config["test_size"]:
-        X, X_test, y, y_test = train_test_split(X, y, test_size=config["test_size"], seed=config["seed"])
-    width = 1 if n_classes <= 2 else n_classes
-    if config["loss"] == "auto":
-        config["loss"] = "hinge" if width == 1 else "cross_entropy"
-    model = MLP(X.shape[1], config["hidden"] + [width], activation=config["activation"],
-                output_activation="linear")
-    lr, steps = config["lr"], config["steps"]
-    rate = (lambda k: lr * (1.0 - 0.9 * k / steps)) if config["schedule"] == "linear" else lr
-    optimizer = OPTIMIZERS[config["optimizer"]](model.parameters(), lr=rate)
-
-    held_out = f", {len(X_test)} held out for testing" if X_test is not None else ""
-    print(f"training {model!r}")
-    falling = f" falling to {0.1 * lr:g}" if config["schedule"] == "linear" else ""
-    print(f"on {config['dataset']}: {len(X)} examples{held_out}; {config['loss']} loss, {config['optimizer']} "
-          f"lr {lr:g}{falling}, {steps} steps")
-    start = time.perf_counter()
-    history = fit(model, X, y, loss=config["loss"], optimizer=optimizer, steps=steps,
-                  batch_size=config["batch_size"], l2=config["l2"], X_test=X_test, y_test=y_test,
-                  compiled=config["compiled"], seed=config["seed"])
-    seconds = time.perf_counter() - start
-    loss, acc = evaluate(model, X, y, loss=config["loss"], l2=config["l2"])
-    tested = f" | test accuracy {history.test_accuracy[-1]:.1%}" if history.test_accuracy else ""
-    print(f"final loss {loss:.4f} | accuracy {acc:.1%}{tested} ({len(history)} steps in {seconds:.1f} s)")
-
-    out.mkdir(parents=True, exist_ok=True)
-    written = [save_model(model, out / "model.json", metadata={"config": config})]
-    for name, content in (("config.json", config), ("history.json", history.to_dict())):
-        (out / name).write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
-        written.append(out / name)
-    try:
-        from .plot import plot_decision_boundary, plot_history, save_figure
-        if X.shape[1] == 2:
-            written.append(save_figure(plot_decision_boundary(model, X, y, compiled=config["compiled"] or None),
-                                       out / "decision_boundary.png"))
-        written.append(save_figure(plot_history(history), out / "loss_curve.png"))
-        hint = ""
-    except ImportError as exc:
-        hint = f"no pictures: {exc}"
-    print(f"wrote {', '.join(path.name for path in written)} to {out}{os.sep}")
-    if hint:
-        print(hint)
-    if X.shape[1] <= 4:
-        print(f"try: chainrule predict --model {out / 'model.json'} " + ",".join(f"{v:g}" for v in X[0]))
-    return 0
-
-
 def _add_demo(sub) -> None:
+    from .experiment import CONFIG
+
     p = sub.add_parser(
         "demo",
         help="train micrograd's demo network on two moons and draw its decision boundary",
@@ -386,20 +210,24 @@ def _add_demo(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--out", default="runs/demo", metavar="DIR", help="output folder (default: runs/demo)")
-    p.add_argument("--seed", default=TRAIN_CONFIG["seed"][0], metavar="SEED",
-                   help=f"seeds data, weights and batches (default: {TRAIN_CONFIG['seed'][0]})")
-    p.add_argument("--steps", default=TRAIN_CONFIG["steps"][0], metavar="STEPS",
-                   help=f"optimizer steps (default: {TRAIN_CONFIG['steps'][0]})")
-    p.add_argument("--compiled", action="store_true", help=TRAIN_CONFIG["compiled"][1])
+    p.add_argument("--seed", default=CONFIG["seed"][0], metavar="SEED",
+                   help=f"seeds data, weights and batches (default: {CONFIG['seed'][0]})")
+    p.add_argument("--steps", default=CONFIG["steps"][0], metavar="STEPS",
+                   help=f"optimizer steps (default: {CONFIG['steps'][0]})")
+    p.add_argument("--compiled", action="store_true", help=CONFIG["compiled"][1])
     p.set_defaults(func=_cmd_demo)
 
 
 def _cmd_demo(args) -> int:
-    return _run_training(_resolve_config({"out": args.out, "seed": args.seed, "steps": args.steps,
-                                          "compiled": args.compiled}))
+    from .experiment import resolve_config, run
+
+    run(resolve_config({"out": args.out, "seed": args.seed, "steps": args.steps, "compiled": args.compiled}))
+    return 0
 
 
 def _add_train(sub) -> None:
+    from .experiment import CONFIG
+
     p = sub.add_parser(
         "train",
         help="train an MLP on a toy dataset, every setting a flag",
@@ -411,13 +239,15 @@ def _add_train(sub) -> None:
                "      --steps 300 --test-size 0.25 --compiled --out runs/spirals",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _add_config_flags(p, TRAIN_CONFIG)
+    _add_config_flags(p, CONFIG)
     p.set_defaults(func=_cmd_train)
 
 
 def _cmd_train(args) -> int:
-    given = {key: getattr(args, key) for key in TRAIN_CONFIG if hasattr(args, key)}
-    return _run_training(_resolve_config(given))
+    from .experiment import CONFIG, resolve_config, run
+
+    run(resolve_config({key: getattr(args, key) for key in CONFIG if hasattr(args, key)}))
+    return 0
 
 
 def _add_predict(sub) -> None:
