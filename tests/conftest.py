@@ -1,4 +1,4 @@
-"""Shared test helpers."""
+"""Shared test setup."""
 
 import random
 

@@ -25,7 +25,6 @@ def test_demo_defaults_reach_100_percent_and_write_everything(tmp_path, capsys):
     """`chainrule demo` (its defaults; compiled so the test is quick, the numbers equal eager training's)
     prints a log line per 10 steps and 100% accuracy, and writes the pictures, the model and the config;
     the saved model, reloaded, classifies the demo's 100 moons all right."""
-    pytest.importorskip("chainrule.replay")
     out_dir = tmp_path / "demo"
     assert main(["demo", "--out", str(out_dir), "--compiled"]) == 0
     out = capsys.readouterr().out
@@ -50,7 +49,6 @@ def test_demo_defaults_reach_100_percent_and_write_everything(tmp_path, capsys):
 
 def test_demo_eager_and_compiled_train_the_same_model(tmp_path, capsys):
     """The demo's eager and --compiled runs (a few steps) end with the same weights."""
-    pytest.importorskip("chainrule.replay")
     assert main(["demo", "--out", str(tmp_path / "e"), "--steps", "4"]) == 0
     assert main(["demo", "--out", str(tmp_path / "c"), "--steps", "4", "--compiled"]) == 0
     eager, compiled = (json.loads((tmp_path / d / "model.json").read_text())["parameters"] for d in "ec")
