@@ -126,6 +126,102 @@ def test_softmax_cross_entropy_accepts_one_row_and_one_label():
     assert softmax_cross_entropy(row, 1).data == softmax_cross_entropy([row], [1]).data
 
 
+def _check_probability_targets(rows, targets):
+    """Assert our loss with rows of class probabilities equals torch's cross_entropy with probability
+    targets, in value and in the gradient of every logit; return our loss."""
+    vs = [[Value(x) for x in row] for row in rows]
+    loss = softmax_cross_entropy(vs, targets)
+    loss.backward()
+    t = torch.tensor(rows, dtype=torch.float64, requires_grad=True)
+    expected = F.cross_entropy(t, torch.tensor(targets, dtype=torch.float64))
+    expected.backward()
+    assert loss.data == pytest.approx(expected.item(), **TOL)
+    assert [v.grad for row in vs for v in row] == pytest.approx(t.grad.flatten().tolist(), **TOL)
+    return loss.data
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_softmax_cross_entropy_with_probability_targets_matches_torch(seed):
+    """Rows of class probabilities as targets give torch's cross_entropy with probability targets
+    (float64), value and gradient, including rows with zeros and logits of +-1000."""
+    rng = random.Random(seed)
+    n, c = 5, 4
+    rows = [[rng.uniform(-3, 3) for _ in range(c)] for _ in range(n)]
+    rows[0] = [1000.0, -1000.0, 999.0, 0.0]
+    targets = []
+    for i in range(n):
+        w = [rng.random() if j != i % c else 0.0 for j in range(c)]
+        targets.append([x / sum(w) for x in w])
+    assert math.isfinite(_check_probability_targets(rows, targets))
+
+
+def test_one_hot_targets_equal_class_labels_exactly():
+    """One-hot float rows give the same loss and gradients as the class numbers they encode."""
+    rng = random.Random(0)
+    rows = [[rng.uniform(-3, 3) for _ in range(3)] for _ in range(4)]
+    labels = [2, 0, 1, 2]
+    results = []
+    for targets in (labels, [[float(j == k) for j in range(3)] for k in labels]):
+        vs = [[Value(x) for x in row] for row in rows]
+        loss = softmax_cross_entropy(vs, targets)
+        loss.backward()
+        results.append((loss.data, [v.grad for row in vs for v in row]))
+    assert results[0][0] == results[1][0]
+    assert results[0][1] == pytest.approx(results[1][1], rel=1e-15, abs=1e-16)
+
+
+def test_probability_targets_pass_gradcheck():
+    """With a soft target row, every logit's gradient agrees with central finite differences."""
+    report = gradcheck(lambda a, b, c: softmax_cross_entropy([[a, b, c]], [[0.2, 0.5, 0.3]]), [0.4, 0.2, -1.3])
+    assert report, str(report)
+
+
+@pytest.mark.parametrize("targets, error, message", [
+    ([[0.5, 0.5, 0.0]], ValueError, "has 3 probabilities but there are 2 classes"),
+    ([[1.5, -0.5]], ValueError, r"labels\[0\]\[1\] is -0.5, but a class probability must be a finite number >= 0"),
+    ([[0.5, 0.4]], ValueError, r"labels\[0\] sums to 0.9, but class probabilities must sum to 1"),
+    ([[float("nan"), 1.0]], ValueError, "finite number >= 0"),
+    ([["a", "b"]], TypeError, r"labels\[0\]\[0\] must be a number"),
+    ([[0.0, 1.0], 1], TypeError, r"labels\[1\] is a class number but other labels are rows"),
+])
+def test_probability_targets_are_validated(targets, error, message):
+    """A target row of the wrong width, with a negative or nan entry, not summing to 1, not made of
+    numbers, or mixed with class numbers is a clear error naming the row."""
+    with pytest.raises(error, match=message):
+        softmax_cross_entropy([[Value(0.0), Value(1.0)]] * len(targets), targets)
+
+
+def test_probability_rows_may_sum_to_one_within_1e_9():
+    """Rounding in a normalised row (sum 1 +- 1e-10) is accepted; 1 + 1e-8 is not."""
+    row = [Value(0.0), Value(1.0)]
+    softmax_cross_entropy([row], [[0.5, 0.5 + 1e-10]])
+    with pytest.raises(ValueError, match="sum to 1"):
+        softmax_cross_entropy([row], [[0.5, 0.5 + 1e-8]])
+
+
+def test_compiled_replay_recomputes_the_max_shift():
+    """Recorded on logits near 0 with one-hot targets, a compiled loss replays on logits near +1000
+    and near -1000 (where exp of an unshifted or stale-shifted logit overflows or underflows to 0)
+    and on new targets, and still gives torch's value and gradients: the shift is recomputed."""
+    from chainrule import compile
+    bias = [[Value(0.0) for _ in range(3)] for _ in range(2)]     # parameters: the logits are bias + x
+    step = compile(lambda x, t: softmax_cross_entropy(
+        [[b + xi for b, xi in zip(brow, xrow)] for brow, xrow in zip(bias, x)], t))
+    step([[0.1, -0.2, 0.3], [0.0, 0.5, -0.5]], [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    for x, t in [([[1000.0, 999.0, -3.0], [1001.0, 1000.5, 1000.0]], [[0.0, 1.0, 0.0], [0.25, 0.25, 0.5]]),
+                 ([[-1000.0, -999.0, -3.0], [-1001.0, -1000.5, -1000.0]], [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])]:
+        for row in bias:
+            for b in row:
+                b.grad = 0.0
+        loss = step(x, t)
+        loss.backward()
+        xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+        expected = F.cross_entropy(xt, torch.tensor(t, dtype=torch.float64))
+        expected.backward()
+        assert loss.data == pytest.approx(expected.item(), **TOL)
+        assert [b.grad for row in bias for b in row] == pytest.approx(xt.grad.flatten().tolist(), **TOL)
+
+
 def test_l2_penalty_matches_torch():
     """l2_penalty is alpha * sum p^2, with gradient 2 * alpha * p, as computed in torch."""
     xs, _ = _random_case(6, 0)

@@ -177,23 +177,67 @@ def _check_class(label, i: int, n_classes: int) -> int:
     raise TypeError(f"labels[{i}] must be a whole-number class index, got {type(label).__name__} {label!r}")
 
 
+def _check_target_row(row, i: int, n_classes: int) -> list:
+    """One row of class probabilities (one-hot included): n_classes numbers >= 0 that sum to 1."""
+    if isinstance(row, Value) or _is_real(row):
+        raise TypeError(f"labels[{i}] is a class number but other labels are rows of probabilities; "
+                        f"give every label the same way")
+    ts = _as_list(row, f"labels[{i}]")
+    if len(ts) != n_classes:
+        raise ValueError(f"labels[{i}] has {len(ts)} probabilities but there are {n_classes} classes; "
+                         f"a target row needs one probability per class (same shape as the logits)")
+    values = []
+    for j, t in enumerate(ts):
+        value = t.data if isinstance(t, Value) else t
+        if not _is_real(value):
+            raise TypeError(f"labels[{i}][{j}] must be a number, got {type(value).__name__} {value!r}")
+        if not value >= 0 or not math.isfinite(value):
+            raise ValueError(f"labels[{i}][{j}] is {value!r}, but a class probability must be a finite number >= 0")
+        values.append(value)
+    total = math.fsum(values)
+    if abs(total - 1.0) > 1e-9:
+        raise ValueError(f"labels[{i}] sums to {total!r}, but class probabilities must sum to 1 "
+                         f"(within 1e-9); normalise the row, or pass the class number as an int")
+    return ts
+
+
+def _row_max(row: list[Value]) -> Value:
+    # max(a, b) = a + relu(b - a), paired off as a tree: the shift is part of the graph, so a
+    # compiled replay recomputes it for every new batch instead of reusing the recorded number.
+    level = row
+    while len(level) > 1:
+        paired = [a + (b - a).relu() for a, b in zip(level[0::2], level[1::2])]
+        level = paired + level[len(paired) * 2:]
+    return level[0]
+
+
 def softmax_cross_entropy(logit_rows, labels) -> Value:
     """Cross-entropy of a softmax over classes, averaged over examples (PyTorch's ``cross_entropy``).
 
-    For each example with logits ``z`` (one per class) and true class ``c``:
-    ``log(sum_j exp(z_j - m)) - (z_c - m)`` where ``m = max_j z_j`` is a constant shift. The shift does
-    not change the value (it cancels) but keeps every ``exp`` at most 1, so large logits cannot
-    overflow; the gradient is ``(softmax(z) - onehot(c)) / n``. Since any constant shift gives the same
-    value and gradient, a graph recorded once and replayed on other inputs stays correct.
+    ``logit_rows`` is a list of rows (lists of Values, one row per example). ``labels`` is either a
+    list of class indices, or a list of target rows of class probabilities (one-hot or soft: same
+    shape as the logits, each entry >= 0, each row summing to 1 within 1e-9). For an example with
+    logits ``z`` the loss is ``-sum_j t_j * log_softmax(z)_j``, which for a class index ``c`` is
+    ``-log_softmax(z)_c``, with ``log_softmax(z)_j = (z_j - m) - log(sum_k exp(z_k - m))``.
 
-    ``logit_rows`` is a list of rows (lists of Values, one row per example) and ``labels`` a list of
-    class indices; one row with one label works too.
+    ``m`` is the row's largest logit, a shift that cancels in value and gradient (its own gradient
+    is zero up to rounding) but keeps every ``exp`` at most 1, so large logits cannot overflow. It
+    is computed in the graph (``max(a, b) = a + relu(b - a)``), so a compiled replay recomputes it
+    for each new batch and stays as safe as the eager loss. The gradient is ``(softmax(z) - t) / n``.
+
+    Class indices pick a logit, so a compiled replay bakes them in; target rows are numbers, fed
+    anew to every replay (that is what ``fit(..., compiled=True)`` passes: one-hot rows). A replay
+    does not re-check them, so feed it valid rows. One row with one class index works too.
 
     >>> from chainrule import Value
     >>> row = [Value(2.0), Value(0.0), Value(0.0)]
     >>> loss = softmax_cross_entropy([row], [0]); loss.backward()
     >>> round(loss.data, 6), [round(z.grad, 6) for z in row]
     (0.239545, [-0.213014, 0.106507, 0.106507])
+    >>> softmax_cross_entropy([row], [[1.0, 0.0, 0.0]]).data == loss.data    # one-hot: the same
+    True
+    >>> round(softmax_cross_entropy([row], [[0.5, 0.25, 0.25]]).data, 6)
+    1.239545
     """
     if _is_real(labels) or isinstance(labels, Value):      # one example: a row and its label
         logit_rows, labels = [logit_rows], [labels]
@@ -216,13 +260,19 @@ def softmax_cross_entropy(logit_rows, labels) -> Value:
     ys = _as_list(labels, "labels")
     if len(ys) != len(rows):
         raise ValueError(f"logit_rows has {len(rows)} rows but labels has {len(ys)}; they must match one to one")
+    probabilities = any(not (isinstance(y, Value) or _is_real(y)) for y in ys)
     terms = []
     for i, (row, y) in enumerate(zip(rows, ys)):
-        c = _check_class(y, i, n_classes)
-        m = max(z.data for z in row)            # a plain float: a constant in the graph
+        m = _row_max(row)
         shifted = [z - m for z in row]
         log_sum_exp = _total([s.exp() for s in shifted]).log()
-        terms.append(log_sum_exp - shifted[c])
+        if probabilities:
+            # -sum_j t_j * log_softmax_j; with a one-hot row only one term is nonzero, and adding
+            # exact zeros leaves the class-index value unchanged.
+            ts = _check_target_row(y, i, n_classes)
+            terms.append(_total([t * (log_sum_exp - s) for t, s in zip(ts, shifted)]))
+        else:
+            terms.append(log_sum_exp - shifted[_check_class(y, i, n_classes)])
     return _mean(terms)
 
 

@@ -73,10 +73,13 @@ def plot_decision_boundary(model: MLP, X, y, ax=None, resolution: int | None = N
     :mod:`chainrule.replay` is present) records the model once and evaluates the whole grid with
     numpy, which allows a fine grid (default 250 per side, else 80).
 
-    >>> import random; random.seed(0)
+    >>> import random, tempfile; random.seed(0)
     >>> from chainrule import MLP
-    >>> fig = plot_decision_boundary(MLP(2, [4, 1]), [[0, 0], [1, 1]], [0, 1])  # doctest: +SKIP
-    >>> save_figure(fig, "boundary.png")  # doctest: +SKIP
+    >>> fig = plot_decision_boundary(MLP(2, [4, 1]), [[0, 0], [1, 1]], [0, 1], resolution=40)
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> save_figure(fig, f"{folder.name}/boundary.png").stat().st_size > 0
+    True
+    >>> folder.cleanup()
     """
     if model.nin != 2:
         raise ValueError(f"a decision boundary is drawn in the plane: the model must take 2 inputs, it takes {model.nin}")
@@ -123,7 +126,9 @@ def plot_history(history, axes=None, title: str | None = None):
     ``axes`` an optional pair of matplotlib axes to draw into.
 
     >>> from chainrule.train import History
-    >>> fig = plot_history(History(loss=[1.0, 0.5], accuracy=[0.5, 1.0], lr=[1.0, 0.9]))  # doctest: +SKIP
+    >>> fig = plot_history(History(loss=[1.0, 0.5], accuracy=[0.5, 1.0], lr=[1.0, 0.9]))
+    >>> [ax.get_title() for ax in fig.axes]
+    ['loss', 'accuracy']
     """
     h = history if isinstance(history, dict) else history.to_dict()
     if not h.get("loss"):
@@ -169,7 +174,9 @@ def plot_function(f: Callable, x0: float, ax=None, x_range: tuple[float, float] 
     The slope comes from ``backward()`` when ``f`` accepts a Value (``3*x**2 - 4*x + 5`` does), else
     from central differences; the legend shows it next to the central difference, which should agree.
 
-    >>> fig = plot_function(lambda x: 3*x**2 - 4*x + 5, 3.0)  # doctest: +SKIP
+    >>> fig = plot_function(lambda x: 3*x**2 - 4*x + 5, 3.0)
+    >>> fig.axes[0].get_legend().get_texts()[1].get_text().splitlines()[0]     # 6*x - 4 at x = 3
+    'tangent: slope 14 by backward()'
     """
     x0 = float(x0)
     if x_range is None:
@@ -203,8 +210,13 @@ def save_figure(fig, path, dpi: int = 150) -> Path:
     """Write ``fig`` to ``path``; the suffix picks the format (``.png``, ``.svg`` or ``.pdf``).
     Missing folders are created. Returns the path.
 
-    >>> save_figure(fig, "runs/demo/decision_boundary.png")  # doctest: +SKIP
-    PosixPath('runs/demo/decision_boundary.png')
+    >>> import tempfile
+    >>> from chainrule.train import History
+    >>> fig = plot_history(History(loss=[1.0, 0.5], accuracy=[0.5, 1.0], lr=[1.0, 0.9]))
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> save_figure(fig, f"{folder.name}/demo/history.svg").parent.name       # demo/ is created
+    'demo'
+    >>> folder.cleanup()
     """
     path = Path(path)
     fmt = path.suffix.lower().lstrip(".")

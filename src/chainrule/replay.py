@@ -499,12 +499,9 @@ class _Program:
         # Values hash by identity, so they key dicts and sets directly.
         order: list[Value] = topological_order(roots[0])
         if len(roots) > 1:
-            seen = set(order)
-            for root in roots[1:]:
-                for v in topological_order(root):
-                    if v not in seen:
-                        seen.add(v)
-                        order.append(v)
+            # One walk from a stand-in node over all roots (itself dropped): walking from each root
+            # in turn rescans the graph they share, e.g. a model's weights once per output.
+            order = topological_order(Value(0.0, tuple(roots)))[:-1]
         n = len(order)
         pos = {v: i for i, v in enumerate(order)}
         kids = [tuple(map(pos.__getitem__, v._prev)) for v in order]

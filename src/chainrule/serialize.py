@@ -172,10 +172,13 @@ def save_model(model: MLP, path, metadata: dict | None = None) -> Path:
     The file is written beside its final name and then renamed over it, so an interrupted save never
     leaves half a file. ``metadata`` (a dict of JSON values) is stored with the weights.
 
-    >>> import random; random.seed(0)
+    >>> import random, tempfile; random.seed(0)
     >>> from chainrule import MLP
-    >>> save_model(MLP(2, [4, 1]), "runs/model.json")  # doctest: +SKIP
-    PosixPath('runs/model.json')
+    >>> folder = tempfile.TemporaryDirectory()             # stands in for a folder of your own
+    >>> path = save_model(MLP(2, [4, 1]), f"{folder.name}/runs/model.json")
+    >>> path.name, path.exists()
+    ('model.json', True)
+    >>> folder.cleanup()
     """
     path = Path(path)
     text = json.dumps(model_to_dict(model, metadata), allow_nan=False)
@@ -207,9 +210,14 @@ def load_model(path) -> MLP:
     """Read a model written by ``save_model``. Any problem with the file, including a missing or
     unreadable file, raises ``ModelFileError`` (a ValueError) naming the file and what is wrong.
 
-    >>> model = load_model("runs/model.json")  # doctest: +SKIP
-    >>> model([0.5, -0.2])  # doctest: +SKIP
-    Value(data=0.6721, grad=0.0000)
+    >>> import random, tempfile; random.seed(0)
+    >>> from chainrule import MLP
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> saved = MLP(2, [4, 1])
+    >>> model = load_model(save_model(saved, f"{folder.name}/model.json"))
+    >>> model([0.5, -0.2]).data == saved([0.5, -0.2]).data
+    True
+    >>> folder.cleanup()
     """
     where = str(path)
     try:

@@ -11,7 +11,8 @@ The loop inside ``fit`` is the lecture's, written out so it reads top to bottom:
 
 Labels. Datasets number their classes 0..C-1, and each loss wants its own kind of target, so
 ``fit`` converts: ``hinge`` (and the squared errors ``mse``/``sse`` on two classes) use -1/+1,
-with 0 becoming -1; ``bce`` uses 0/1, with -1 becoming 0; ``cross_entropy`` uses the class numbers.
+with 0 becoming -1; ``bce`` uses 0/1, with -1 becoming 0; ``cross_entropy`` uses the class numbers
+(as one-hot rows when ``compiled=True``, so that one recording serves every batch).
 A model with one output is a binary classifier (score > 0 means class 1, or +1); a model whose last
 layer has C > 1 outputs scores C classes and trains with ``loss="cross_entropy"``.
 
@@ -343,7 +344,8 @@ def fit(model: MLP, X, y, *, loss="hinge", optimizer=None, steps: int = 100, bat
         seed_everything(seed)
     optimizer = _resolve_optimizer(optimizer, model.parameters(), steps)
     objective = _objective(model, loss_fn, float(l2))
-    train_step = _compiled_objective(objective, _TARGET_KIND.get(loss_fn) == "class") if compiled else objective
+    n_classes = width if _TARGET_KIND.get(loss_fn) == "class" else None
+    train_step = _compiled_objective(objective, n_classes) if compiled else objective
     batches = _batches(X, t, batch_size, seed)
     history = History()
     bar, say = _progress(steps) if progress else (None, None)
@@ -423,24 +425,25 @@ def _progress(steps: int):
     return bar, say
 
 
-def _compiled_objective(objective, class_labels: bool):
+def _compiled_objective(objective, n_classes: int | None):
     """``objective`` recorded once per batch size and replayed (see :mod:`chainrule.replay`).
 
-    Rows and -1/+1 or 0/1 targets are floats, fed anew at every replay. Class numbers are not: a
-    class number picks a logit, so it shapes the graph, and a new list of labels needs a new
-    recording (full-batch training records once; with shuffled minibatches nearly every batch is
-    new, so eager training is faster there). Only the latest recording per batch size is kept.
+    Rows and -1/+1 or 0/1 targets are floats, fed anew at every replay. Class numbers would not
+    be: a class number picks a logit, so a replay bakes it in. With ``n_classes`` set, the labels
+    are passed to the loss as one-hot float rows instead (``softmax_cross_entropy`` takes either,
+    with the same result), so one recording serves every shuffled batch of the same size.
     """
     from .replay import compile
 
-    recordings: dict[int, tuple] = {}
+    recordings: dict[int, object] = {}
+    eye = None if n_classes is None else np.eye(n_classes)
 
     def step(X_rows: list, targets: list):
-        labels = tuple(targets) if class_labels else None
-        recorded_labels, compiled = recordings.get(len(X_rows), (None, None))
-        if compiled is None or recorded_labels != labels:
-            compiled = compile(objective)
-            recordings[len(X_rows)] = (labels, compiled)
+        compiled = recordings.get(len(X_rows))
+        if compiled is None:
+            compiled = recordings[len(X_rows)] = compile(objective)
+        if eye is not None:
+            targets = eye[np.asarray(targets, dtype=np.intp)]
         return compiled(X_rows, targets)
 
     return step

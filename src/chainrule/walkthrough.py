@@ -298,7 +298,11 @@ def step_through(root: Value, max_nodes: int | None = 50, max_frames: int | None
     >>> steps = step_through(y)
     >>> len(steps.frames), steps.frames[0].name, steps.frames[0].caption.splitlines()[1]
     (2, 'y', 'x.grad += x.data * y.grad = 3.0000 * 1.0000 -> 3.0000')
-    >>> steps.save("steps.html")  # doctest: +SKIP
+    >>> import tempfile
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> steps.save(f"{folder.name}/steps.html").name
+    'steps.html'
+    >>> folder.cleanup()
     """
     if max_frames is not None and max_frames < 1:
         raise ValueError(f"max_frames must be at least 1 (or None for no limit), got {max_frames!r}")
