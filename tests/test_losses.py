@@ -90,13 +90,15 @@ def test_bce_is_finite_and_correct_at_extreme_logits(z, y):
     _close((loss, grads), _theirs(F.binary_cross_entropy_with_logits, [z], [float(y)]))
 
 
-def _check_cross_entropy(rows, labels):
-    """Assert our softmax cross-entropy and its gradients equal torch's cross_entropy; return the loss."""
+def _check_cross_entropy(rows, targets):
+    """Assert our softmax cross-entropy and its gradients equal torch's cross_entropy, for targets given
+    as class numbers or as rows of class probabilities; return our loss."""
     vs = [[Value(x) for x in row] for row in rows]
-    loss = softmax_cross_entropy(vs, labels)
+    loss = softmax_cross_entropy(vs, targets)
     loss.backward()
     t = torch.tensor(rows, dtype=torch.float64, requires_grad=True)
-    expected = F.cross_entropy(t, torch.tensor(labels))
+    as_rows = isinstance(targets[0], (list, tuple))
+    expected = F.cross_entropy(t, torch.tensor(targets, dtype=torch.float64 if as_rows else torch.int64))
     expected.backward()
     assert loss.data == pytest.approx(expected.item(), **TOL)
     assert [v.grad for row in vs for v in row] == pytest.approx(t.grad.flatten().tolist(), **TOL)
@@ -126,20 +128,6 @@ def test_softmax_cross_entropy_accepts_one_row_and_one_label():
     assert softmax_cross_entropy(row, 1).data == softmax_cross_entropy([row], [1]).data
 
 
-def _check_probability_targets(rows, targets):
-    """Assert our loss with rows of class probabilities equals torch's cross_entropy with probability
-    targets, in value and in the gradient of every logit; return our loss."""
-    vs = [[Value(x) for x in row] for row in rows]
-    loss = softmax_cross_entropy(vs, targets)
-    loss.backward()
-    t = torch.tensor(rows, dtype=torch.float64, requires_grad=True)
-    expected = F.cross_entropy(t, torch.tensor(targets, dtype=torch.float64))
-    expected.backward()
-    assert loss.data == pytest.approx(expected.item(), **TOL)
-    assert [v.grad for row in vs for v in row] == pytest.approx(t.grad.flatten().tolist(), **TOL)
-    return loss.data
-
-
 @pytest.mark.parametrize("seed", range(5))
 def test_softmax_cross_entropy_with_probability_targets_matches_torch(seed):
     """Rows of class probabilities as targets give torch's cross_entropy with probability targets
@@ -152,7 +140,7 @@ def test_softmax_cross_entropy_with_probability_targets_matches_torch(seed):
     for i in range(n):
         w = [rng.random() if j != i % c else 0.0 for j in range(c)]
         targets.append([x / sum(w) for x in w])
-    assert math.isfinite(_check_probability_targets(rows, targets))
+    assert math.isfinite(_check_cross_entropy(rows, targets))
 
 
 def test_one_hot_targets_equal_class_labels_exactly():
