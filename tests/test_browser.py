@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from chainrule import Value, draw_dot, step_through
+from chainrule import draw_dot, step_through
 from chainrule.render import available_renderers
 from lecture import neuron
 

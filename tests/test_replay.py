@@ -1,7 +1,6 @@
 """Compiled replay: recorded once, replayed with numpy, equal to the eager engine."""
 
 import math
-import random
 
 import numpy as np
 import pytest
