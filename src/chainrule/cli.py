@@ -210,19 +210,8 @@ def _add_demo(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--out", default="runs/demo", metavar="DIR", help="output folder (default: runs/demo)")
-    p.add_argument("--seed", default=CONFIG["seed"][0], metavar="SEED",
-                   help=f"seeds data, weights and batches (default: {CONFIG['seed'][0]})")
-    p.add_argument("--steps", default=CONFIG["steps"][0], metavar="STEPS",
-                   help=f"optimizer steps (default: {CONFIG['steps'][0]})")
-    p.add_argument("--compiled", action="store_true", help=CONFIG["compiled"][1])
-    p.set_defaults(func=_cmd_demo)
-
-
-def _cmd_demo(args) -> int:
-    from .experiment import resolve_config, run
-
-    run(resolve_config({"out": args.out, "seed": args.seed, "steps": args.steps, "compiled": args.compiled}))
-    return 0
+    _add_config_flags(p, {key: CONFIG[key] for key in ("seed", "steps", "compiled")})
+    p.set_defaults(func=_cmd_run)
 
 
 def _add_train(sub) -> None:
@@ -240,10 +229,11 @@ def _add_train(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_config_flags(p, CONFIG)
-    p.set_defaults(func=_cmd_train)
+    p.set_defaults(func=_cmd_run)
 
 
-def _cmd_train(args) -> int:
+def _cmd_run(args) -> int:
+    """``demo`` and ``train``: the settings given as flags, over the defaults, run as one experiment."""
     from .experiment import CONFIG, resolve_config, run
 
     run(resolve_config({key: getattr(args, key) for key in CONFIG if hasattr(args, key)}))
