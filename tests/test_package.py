@@ -12,10 +12,10 @@ SRC = Path(chainrule.__file__).resolve().parent
 # The curated public API: a name added to or dropped from chainrule/__init__.py must be added here too.
 PUBLIC = {
     "Adam", "AdamW", "ExpressionError", "History", "Layer", "MLP", "ModelFileError", "Module", "Neuron",
-    "ReplayMismatchError", "SGD", "Value", "bce_with_logits", "build_expression", "compile", "draw_dot",
+    "NotReplayableError", "ReplayMismatchError", "SGD", "Value", "bce_with_logits", "build_expression", "compile", "draw_dot",
     "explain", "fit", "gradcheck", "hinge_loss", "l2_penalty", "load_model", "mse_loss", "no_grad",
     "numerical_derivative", "parse_expression", "predict", "save_model", "seed_everything",
-    "softmax_cross_entropy", "sse_loss", "step_through", "trace",
+    "softmax_cross_entropy", "sse_loss", "step_through", "trace", "vmap",
 }
 
 # Each module may import only the modules listed before it (docs/ARCHITECTURE.md); cli is last.
@@ -40,26 +40,36 @@ def test_import_pulls_no_optional_package():
     assert run.stdout.strip() == "[]"
 
 
+def _sources(module: str) -> list[tuple[Path, int]]:
+    """The files of ``module`` (one file, or every file of a subpackage like ``replay/``), each with
+    the relative-import level that reaches the top package from it."""
+    if (SRC / module).is_dir():
+        return [(path, 2) for path in sorted((SRC / module).glob("*.py"))]
+    return [(SRC / f"{module}.py", 1)]
+
+
 def _internal_imports(module: str) -> set[str]:
     """The chainrule modules that ``module`` imports (relative or absolute), read from its source."""
-    tree = ast.parse((SRC / f"{module}.py").read_text(encoding="utf-8"))
     found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom):
-            if node.level == 1 and node.module:
-                found.add(node.module.split(".")[0])
-            elif node.level == 1:     # ``from . import x``: x may be a module or a package attribute
-                found.update(a.name for a in node.names if (SRC / f"{a.name}.py").exists())
-            elif node.module and node.module.startswith("chainrule."):
-                found.add(node.module.split(".")[1])
-        elif isinstance(node, ast.Import):
-            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("chainrule."))
-    return found - {"__init__"}
+    for path, top in _sources(module):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                if node.level == top and node.module:
+                    found.add(node.module.split(".")[0])
+                elif node.level == top:     # ``from . import x``: x may be a module or a package attribute
+                    found.update(a.name for a in node.names if (SRC / f"{a.name}.py").exists())
+                elif node.module and node.module.startswith("chainrule."):
+                    found.add(node.module.split(".")[1])
+            elif isinstance(node, ast.Import):
+                found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("chainrule."))
+    return found - {"__init__", module}
 
 
 def test_every_module_is_in_the_layer_list():
-    """Every module in the package has a place in the import order (a new module must be placed)."""
+    """Every module (or subpackage) in the package has a place in the import order (a new one must be placed)."""
     modules = {p.stem for p in SRC.glob("*.py")} - {"__init__", "__main__"}
+    modules |= {p.parent.name for p in SRC.glob("*/__init__.py")}
     assert modules == set(LAYERS)
 
 

@@ -13,7 +13,7 @@ from .numerical import gradcheck, numerical_derivative
 from .losses import bce_with_logits, hinge_loss, l2_penalty, mse_loss, softmax_cross_entropy, sse_loss
 from .nn import MLP, Layer, Module, Neuron
 from .optim import SGD, Adam, AdamW
-from .replay import ReplayMismatchError, compile
+from .replay import NotReplayableError, ReplayMismatchError, compile, vmap
 from .serialize import ModelFileError, load_model, save_model
 from .train import History, fit, predict, seed_everything
 from .viz import draw_dot, trace
@@ -30,6 +30,7 @@ __all__ = [
     "ModelFileError",
     "Module",
     "Neuron",
+    "NotReplayableError",
     "ReplayMismatchError",
     "SGD",
     "Value",
@@ -54,4 +55,5 @@ __all__ = [
     "sse_loss",
     "step_through",
     "trace",
+    "vmap",
 ]

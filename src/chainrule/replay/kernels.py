@@ -1,0 +1,324 @@
+"""Stage 3, kernels: the numpy operations a replay runs, one per group of same-shaped nodes.
+
+Two buffers hold a replay's numbers: ``S`` for shared nodes (one number each: live Values,
+constants, ops on them only) and ``E`` for per-example nodes (one row each; in a batched replay a
+row holds one number per example, the batch being the trailing axis). Each has a gradient twin,
+``gS`` and ``gE``. A kernel reads its operands from either buffer through a :class:`Ref` and writes
+its results into a contiguous range of one of them.
+
+:class:`Elementwise` applies a row of the engine's table (``PRIMITIVES[name].forward`` and
+``.backward``) to whole arrays through the ``ARRAY`` namespace, so a user-registered primitive
+replays too. :class:`SumDot` is a fused chain of additions with the products in it (the ``+``
+rule passes ``g`` to every term; the ``*`` rule gives ``a`` the term ``g * b``): when the products
+form a grid (every neuron of a layer times the same inputs) it is one matrix product, with the
+weights as a matrix read once, never copied per example.
+
+Where the array code would differ from eager's floats (a non-finite number anywhere in an
+elementwise kernel's inputs or results), the element is recomputed with the scalar rule: that
+raises the eager error (``exp`` overflowing, ``log(0)``) or gives the eager number (``relu(nan)``).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from ..engine import ARRAY, PRIMITIVES, SCALAR
+
+__all__ = ["Elementwise", "Index", "Ref", "SumDot"]
+
+_MUL = PRIMITIVES["*"]
+
+
+# --- index arrays: views where possible, gathers and scatter-adds where not ----------------------
+
+def _affine(idx: np.ndarray):
+    """``(base, strides)`` if ``idx[i, j, ...] == base + i*s0 + j*s1 + ...`` with strides >= 0, else None."""
+    base = int(idx.flat[0])
+    strides = []
+    expected = np.full(idx.shape, base, dtype=np.intp)
+    for d, n in enumerate(idx.shape):
+        s = 0
+        if n > 1:
+            corner = [0] * idx.ndim
+            corner[d] = 1
+            s = int(idx[tuple(corner)]) - base
+            if s < 0:
+                return None
+            shape = [1] * idx.ndim
+            shape[d] = n
+            expected = expected + (np.arange(n, dtype=np.intp) * s).reshape(shape)
+        strides.append(s)
+    if not np.array_equal(idx, expected):
+        return None
+    return base, tuple(strides)
+
+
+def _strided(buf: np.ndarray, base: int, shape: tuple, strides: tuple) -> np.ndarray:
+    """A view of rows ``base + sum(i_d * strides_d)`` of ``buf`` (rows may carry a batch axis)."""
+    if len(shape) == 1 and strides[0] == 1:
+        return buf[base:base + shape[0]]
+    row = buf.strides[0]
+    return np.lib.stride_tricks.as_strided(
+        buf[base:], shape=tuple(shape) + buf.shape[1:],
+        strides=tuple(s * row for s in strides) + buf.strides[1:])
+
+
+class Index:
+    """One index array into a buffer, with the cheapest way to read it and to add into it."""
+
+    def __init__(self, idx):
+        self.idx = np.ascontiguousarray(idx, dtype=np.intp)
+        self.shape = self.idx.shape
+        self.affine = _affine(self.idx)
+        self._scatter = None
+
+    def reader(self, buf: np.ndarray) -> Callable[[], np.ndarray]:
+        if self.affine is not None:
+            view = _strided(buf, self.affine[0], self.shape, self.affine[1])
+            return lambda: view
+        idx = self.idx
+        return lambda: buf[idx]
+
+    def _plan_scatter(self):
+        if self.affine is not None:
+            base, strides = self.affine
+            # Axes along which the index does not move (a bias shared by every neuron) are summed
+            # first; what is left is a view if it does not overlap itself.
+            summed = tuple(d for d, s in enumerate(strides) if s == 0 and self.shape[d] > 1)
+            kept = tuple(1 if d in summed else n for d, n in enumerate(self.shape))
+            if len(np.unique(self.idx)) == int(np.prod(kept)):
+                return ("view", base, kept, strides, summed)
+        uniq, inverse = np.unique(self.idx, return_inverse=True)
+        if len(uniq) == self.idx.size:
+            return ("fancy", self.idx.ravel())
+        return ("repeat", uniq, inverse.ravel())
+
+    def adder(self, grad: np.ndarray) -> Callable[[np.ndarray], None]:
+        """``add(term)`` does ``grad[idx] += term``, repeated indices summed (a scatter-add)."""
+        if self._scatter is None:
+            self._scatter = self._plan_scatter()
+        batch = grad.shape[1:]
+        full = self.shape + batch
+        kind = self._scatter[0]
+        if kind == "view":
+            _, base, kept, strides, summed = self._scatter
+            view = _strided(grad, base, kept, strides)
+
+            def add(term):
+                if summed:
+                    term = np.broadcast_to(term, full).sum(axis=summed, keepdims=True)
+                view.__iadd__(term)
+            return add
+        if kind == "fancy":
+            flat = self._scatter[1]
+
+            def add(term):
+                grad[flat] += np.broadcast_to(term, full).reshape((-1,) + batch)
+            return add
+        uniq, inverse = self._scatter[1], self._scatter[2]
+        size = len(uniq)
+
+        def add(term):
+            term = np.broadcast_to(term, full).reshape((-1,) + batch)
+            if not batch:
+                grad[uniq] += np.bincount(inverse, term, size)
+                return
+            sums = np.zeros((size,) + batch)
+            np.add.at(sums, inverse, term)
+            grad[uniq] += sums
+        return add
+
+
+class Ref:
+    """Operand nodes of a kernel: an :class:`Index` into the shared buffer or the per-example one."""
+
+    def __init__(self, example: bool, idx):
+        self.example = example
+        self.index = Index(idx)
+
+    @property
+    def shape(self) -> tuple:
+        return self.index.shape
+
+    def reader(self, bufs: tuple, batched: bool, raw: bool = False):
+        """Read the operand; in a batched kernel a shared operand gains a length-1 batch axis
+        (broadcast, not copied) unless ``raw``."""
+        S, E = bufs
+        read = self.index.reader(E if self.example else S)
+        if batched and not self.example and not raw:
+            return lambda: read()[..., None]
+        return read
+
+    def adder(self, gbufs: tuple, batched: bool, raw: bool = False):
+        """Add a term into the operand's gradient; into a shared operand from a batched kernel the
+        term is first summed over the batch (unless ``raw``: the term is summed already)."""
+        gS, gE = gbufs
+        if self.example:
+            return self.index.adder(gE)
+        add = self.index.adder(gS)
+        if not batched or raw:
+            return add
+        shape = self.shape
+
+        def add_summed(term):
+            if term.shape[:-1] != shape:
+                term = np.broadcast_to(term, shape + term.shape[-1:])
+            add(term.sum(axis=-1))
+        return add_summed
+
+
+def _buffers(bufs: tuple, example: bool) -> np.ndarray:
+    return bufs[1] if example else bufs[0]
+
+
+# --- numbers the array code would get differently from eager floats -----------------------------
+
+def _all_finite(*arrays) -> bool:
+    return all(np.isfinite(a).all() for a in arrays)
+
+
+def _settle(results: list, scalar: Callable, operands: list) -> None:
+    """Recompute with ``scalar`` every element where a result or an operand is not finite,
+    writing the scalar results into ``results`` (full, writable arrays). Scalar errors propagate."""
+    shape = results[0].shape
+    ops = [np.broadcast_to(o, shape) for o in operands]
+    bad = np.zeros(shape, dtype=bool)
+    for a in results + ops:
+        bad |= ~np.isfinite(np.broadcast_to(a, shape))
+    for i in np.flatnonzero(bad):
+        got = scalar(*(float(o.flat[i]) for o in ops))
+        for r, x in zip(results, got):
+            r.flat[i] = x
+
+
+# --- the kernels ---------------------------------------------------------------------------------
+
+class Elementwise:
+    """Every node of one primitive at one depth: the table's rule applied to whole arrays."""
+
+    def __init__(self, prim, example: bool, start: int, stop: int, refs: list, k, needs: list, reach: int):
+        self.prim, self.example, self.start, self.stop = prim, example, start, stop
+        self.refs, self.needs, self.reach = refs, needs, reach
+        self.k = None if k is None else np.asarray(k, dtype=float)
+
+    def bind(self, bufs: tuple, gbufs: tuple):
+        prim = self.prim
+        fwd, bwd = prim.forward, prim.backward
+        batched = self.example and bufs[1].ndim == 2
+        readers = [r.reader(bufs, batched) for r in self.refs]
+        extra = () if self.k is None else (self.k[:, None] if batched else self.k,)
+        out = _buffers(bufs, self.example)[self.start:self.stop]
+
+        def scalar_forward(*xs):
+            return (fwd(SCALAR, *xs),)
+
+        def forward():
+            ins = [r() for r in readers]
+            out[...] = fwd(ARRAY, *ins, *extra)
+            if not _all_finite(out, *ins):
+                _settle([out], scalar_forward, ins + list(extra))
+        if not any(self.needs):
+            return forward, None
+        g = _buffers(gbufs, self.example)[self.start:self.stop]
+        adders = [r.adder(gbufs, batched) if need else None for r, need in zip(self.refs, self.needs)]
+
+        def scalar_backward(*xs):
+            return bwd(SCALAR, *xs)
+
+        def backward():
+            ins = [r() for r in readers]
+            terms = list(bwd(ARRAY, g, out, *ins, *extra))
+            if not _all_finite(g, out, *ins, *terms):
+                terms = [np.array(np.broadcast_to(t, out.shape), dtype=float) for t in terms]
+                _settle(terms, scalar_backward, [g, out] + ins + list(extra))
+            for add, term in zip(adders, terms):
+                if add is not None:
+                    add(term)
+        return forward, backward
+
+
+class SumDot:
+    """Every ``p0 + p1 + ... + a0*b0 + a1*b1 + ...`` with the same shape of terms at one depth.
+
+    ``plains`` are ``(ref, needs)`` of shape (members, terms); ``dots`` are ``(a, b, needs_a,
+    needs_b)`` of shape (members, products); ``grid``, if not None, is ``(a, b, needs_a, needs_b)``
+    where member ``i * n_a + j`` is the dot product of row j of ``a`` (shared) and row i of ``b``:
+    a matrix product.
+    """
+
+    def __init__(self, example: bool, start: int, stop: int, plains: list, dots: list, grid, reach: int):
+        self.example, self.start, self.stop = example, start, stop
+        self.plains, self.dots, self.grid, self.reach = plains, dots, grid, reach
+
+    def bind(self, bufs: tuple, gbufs: tuple):
+        batched = self.example and bufs[1].ndim == 2
+        out = _buffers(bufs, self.example)[self.start:self.stop]
+        plains = [(r.reader(bufs, batched), need) for r, need in self.plains]
+        dots = [(a.reader(bufs, batched), b.reader(bufs, batched)) for a, b, _, _ in self.dots]
+        grid = self.grid
+        if grid is not None:
+            ga, gb = grid[0], grid[1]
+            n_a, n_b = ga.shape[0], gb.shape[0]
+            read_A, read_B = ga.reader(bufs, batched, raw=True), gb.reader(bufs, batched, raw=True)
+            out_m = out.reshape((n_b, n_a) + out.shape[1:])
+            per_example_a = ga.example and batched
+
+        def forward():
+            if grid is None:
+                out[...] = 0.0
+            elif not batched:
+                np.matmul(read_B(), read_A().T, out=out_m)
+            elif not per_example_a:
+                np.matmul(read_A(), read_B(), out=out_m)     # (n_a, k) @ (n_b, k, z): one BLAS call per b-row
+            else:
+                out_m[...] = np.einsum("akz,bkz->baz", read_A(), read_B())
+            for read, _ in plains:
+                out.__iadd__(read().sum(axis=1))
+            for read_a, read_b in dots:
+                out.__iadd__((read_a() * read_b()).sum(axis=1))
+
+        needs_any = any(n for _, n in self.plains) or any(na or nb for _, _, na, nb in self.dots) \
+            or (grid is not None and (grid[2] or grid[3]))
+        if not needs_any:
+            return forward, None
+        g = _buffers(gbufs, self.example)[self.start:self.stop]
+        plain_adds = [r.adder(gbufs, batched) for r, need in self.plains if need]
+        dot_parts = [(read_a, read_b, a.adder(gbufs, batched) if na else None, b.adder(gbufs, batched) if nb else None)
+                     for (read_a, read_b), (a, b, na, nb) in zip(dots, self.dots) if na or nb]
+        if grid is not None:
+            add_A = ga.adder(gbufs, batched, raw=True) if grid[2] else None
+            add_B = gb.adder(gbufs, batched, raw=True) if grid[3] else None
+            g_m = g.reshape((n_b, n_a) + g.shape[1:])
+
+        def backward():
+            g_col = g[:, None]
+            for add in plain_adds:                      # the '+' rule: every term gains g
+                add(g_col)
+            for read_a, read_b, add_a, add_b in dot_parts:
+                term_a, term_b = _MUL.backward(ARRAY, g_col, None, read_a(), read_b())
+                if add_a is not None:
+                    add_a(term_a)
+                if add_b is not None:
+                    add_b(term_b)
+            if grid is None:
+                return
+            # The '*' rule summed over the members that share an operand: matrix products, the
+            # batch summed inside them for the shared weights.
+            if not batched:
+                if add_A is not None:
+                    add_A(g_m.T @ read_B())
+                if add_B is not None:
+                    add_B(g_m @ read_A())
+            elif not per_example_a:
+                if add_A is not None:
+                    add_A(np.tensordot(g_m, read_B(), axes=([0, 2], [0, 2])))
+                if add_B is not None:
+                    add_B(np.matmul(read_A().T, g_m))
+            else:
+                if add_A is not None:
+                    add_A(np.einsum("baz,bkz->akz", g_m, read_B()))
+                if add_B is not None:
+                    add_B(np.einsum("baz,akz->bkz", g_m, read_A()))
+        return forward, backward
