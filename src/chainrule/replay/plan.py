@@ -15,6 +15,8 @@
 
 from __future__ import annotations
 
+from itertools import chain
+
 import numpy as np
 
 from ..engine import PRIMITIVES
@@ -66,31 +68,28 @@ def plan(g: Graph) -> Program:
     kind, example, kids, prim = g.kind, g.example, g.kids, g.prim
     add_rule, mul_rule = PRIMITIVES["+"], PRIMITIVES["*"]
 
-    fanout = [0] * n
-    for i in range(n):
-        for c in kids[i]:
-            fanout[c] += 1
-    for i in g.roots:
-        fanout[i] += 1
+    uses = np.fromiter(chain.from_iterable(kids), dtype=np.intp)
+    fanout = np.bincount(np.concatenate([uses, np.asarray(g.roots, dtype=np.intp)]), minlength=n).tolist()
 
     # 1. Fuse sums, from the top. A sum's terms: plain shared, plain per example, and products
     #    (shared, per example), (per example, per example), (shared, shared).
     absorbed = [False] * n
     sums: dict[int, tuple] = {}
-    for i in range(n - 1, -1, -1):
-        if kind[i] != OP or prim[i] is not add_rule or absorbed[i]:
+    adds = [i for i in range(n - 1, -1, -1) if prim[i] is add_rule]
+    for i in adds:
+        if absorbed[i]:
             continue
         terms, stack = [], list(reversed(kids[i]))
         while stack:
             c = stack.pop()
-            if kind[c] == OP and prim[c] is add_rule and fanout[c] == 1:
+            if prim[c] is add_rule and fanout[c] == 1:
                 absorbed[c] = True
                 stack.extend(reversed(kids[c]))
             else:
                 terms.append(c)
         ps, pe, se, ee, ss = [], [], [], [], []
         for t in terms:
-            if kind[t] == OP and prim[t] is mul_rule and fanout[t] == 1 and example[t] == example[i]:
+            if prim[t] is mul_rule and fanout[t] == 1 and example[t] == example[i]:
                 absorbed[t] = True
                 x, y = kids[t]
                 if not example[i]:
@@ -112,9 +111,8 @@ def plan(g: Graph) -> Program:
     # 2-3. Levels and groups.
     level = [0] * n
     groups: dict[tuple, list[int]] = {}
-    for i in range(n):
-        if kind[i] != OP or absorbed[i]:
-            continue
+    ops = [i for i in range(n) if kind[i] == OP and not absorbed[i]]
+    for i in ops:
         level[i] = 1 + max(level[c] for c in operands(i))
         if i in sums:
             shape = ("+",) + tuple(len(part) for part in sums[i])
@@ -189,10 +187,9 @@ def plan(g: Graph) -> Program:
             next_S += len(members)
 
     # Which nodes lead to a live Value: backward skips terms that reach none (inputs, constants).
-    needs = [kind[i] == LIVE for i in range(n)]
-    for i in range(n):
-        if kind[i] == OP:
-            needs[i] = any(needs[c] for c in operands(i))
+    needs = [k == LIVE for k in kind]
+    for i in ops:
+        needs[i] = any(needs[c] for c in operands(i))
 
     def ref(nodes):
         nodes = np.asarray(nodes)

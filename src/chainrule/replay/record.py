@@ -20,6 +20,8 @@ order is a topological order (a node is made after its inputs), so no graph walk
 
 from __future__ import annotations
 
+import gc
+
 from ..engine import Value
 from ._engine import enable_grad, rule_of, track_created
 from .errors import NotReplayableError
@@ -61,17 +63,26 @@ def record(fn, make_args, n_diff: int | None, flatten) -> tuple:
     ``flatten(out)`` gives ``(tree, roots)``; the first ``n_diff`` roots are differentiable
     (None: all of them), the rest are read forward only.
     """
-    with track_created() as created, enable_grad():
-        args, inputs = make_args()
-        out = fn(*args)
-    tree, roots = flatten(out)
-    graph = _read(roots, inputs, created, len(roots) if n_diff is None else n_diff)
+    # The cycle collector would rescan the growing heap of fresh nodes many times over; a recording
+    # holds no cycles, so reference counting frees what it drops.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        with track_created() as created, enable_grad():
+            args, inputs = make_args()
+            out = fn(*args)
+        tree, roots = flatten(out)
+        graph = _read(roots, inputs, created, len(roots) if n_diff is None else n_diff)
+    finally:
+        if was_enabled:
+            gc.enable()
     return out, tree, roots, graph
 
 
 def _read(roots: list, inputs: list, created: list, n_diff: int) -> Graph:
     # 1. Number every Value made during the call in creation order; a Value from before the call is
-    #    numbered when first met, as a LIVE leaf. Values hash by identity.
+    #    numbered when first met, as a LIVE leaf. Values hash by identity. (This loop runs once per
+    #    node, so it is written for speed: two-input ops, the common case, take the short path.)
     index: dict = {}
     kind: list[int] = []
     example: list[bool] = []
@@ -79,68 +90,84 @@ def _read(roots: list, inputs: list, created: list, n_diff: int) -> Graph:
     values: list = []
     input_ids = {id(v) for v in inputs}
 
-    def add(v, k, ex, ks):
-        index[v] = len(values)
-        values.append(v)
-        kind.append(k)
-        example.append(ex)
-        kids.append(ks)
+    def live(c) -> int:
+        j = index.get(c)
+        if j is None:
+            j = index[c] = len(values)
+            values.append(c)
+            kind.append(LIVE)
+            example.append(False)
+            kids.append(())
+        return j
 
+    get = index.get
     for v in created:
-        if v in index:
-            continue
-        if id(v) in input_ids:
-            add(v, INPUT, True, ())
-            continue
         prev = v._prev
         if not prev:
-            add(v, CONST, False, ())
+            index[v] = len(values)
+            values.append(v)
+            is_input = id(v) in input_ids
+            kind.append(INPUT if is_input else CONST)
+            example.append(is_input)
+            kids.append(())
             continue
-        ks = []
-        for c in prev:
-            j = index.get(c)
-            if j is None:
-                j = len(values)
-                add(c, LIVE, False, ())
-            ks.append(j)
-        ks = tuple(ks)
-        if all(kind[j] == CONST for j in ks):
-            add(v, CONST, False, ks)                    # an op on constants only: baked
+        if len(prev) == 2:
+            c0, c1 = prev
+            a = get(c0)
+            if a is None:
+                a = live(c0)
+            b = get(c1)
+            if b is None:
+                b = live(c1)
+            ks = (a, b)
+            ex = example[a] or example[b]
+            const = kind[a] == CONST and kind[b] == CONST
         else:
-            add(v, OP, any(example[j] for j in ks), ks)
+            ks = tuple(map(live, prev))
+            ex = any(example[j] for j in ks)
+            const = all(kind[j] == CONST for j in ks)
+        index[v] = len(values)
+        values.append(v)
+        kind.append(CONST if const else OP)      # an op on constants only is baked
+        example.append(ex)
+        kids.append(() if const else ks)
     for r in roots:
-        if r not in index:
-            add(r, LIVE, False, ())
+        live(r)
     _refuse_constants_from_data(values, kind, kids)
 
     # 2. Keep what the outputs depend on, and give each node the set of differentiable outputs
-    #    that depend on it (one bit per output).
+    #    that depend on it (one bit per output; one more bit marks what is read forward only).
     n = len(values)
     reach = [0] * n
     root_ids = [index[r] for r in roots]
+    forward_only = 1 << n_diff
     for o, i in enumerate(root_ids):
-        reach[i] |= (1 << o) if o < n_diff else (1 << n_diff)   # one shared bit: forward only
+        reach[i] |= (1 << o) if o < n_diff else forward_only
     for i in range(n - 1, -1, -1):
         r = reach[i]
-        if r and kind[i] == OP:
+        if r:
             for c in kids[i]:
                 reach[c] |= r
-    keep = [i for i in range(n) if reach[i]]
-    new = {old: k for k, old in enumerate(keep)}
     g = Graph()
-    forward_only = 1 << n_diff
-    for i in keep:
-        v = values[i]
-        g.values.append(v)
-        g.kind.append(kind[i])
-        g.example.append(example[i])
-        g.kids.append(tuple(new[c] for c in kids[i]) if kind[i] == OP else ())
-        g.reach.append(reach[i] & ~forward_only)
-        g.data.append(v.data)
-        g.arg.append(v._arg if kind[i] == OP else None)
-        g.prim.append(_rule(v) if kind[i] == OP else None)
-    g.roots = [new[i] for i in root_ids]
-    g.inputs = [new.get(index.get(v, -1), -1) for v in inputs]
+    if all(reach):
+        keep, new = None, None
+    else:
+        keep = [i for i in range(n) if reach[i]]
+        new = {old: k for k, old in enumerate(keep)}
+        values = [values[i] for i in keep]
+        kind = [kind[i] for i in keep]
+        example = [example[i] for i in keep]
+        kids = [tuple(new[c] for c in kids[i]) for i in keep]
+        reach = [reach[i] for i in keep]
+        root_ids = [new[i] for i in root_ids]
+    g.values, g.kind, g.example, g.kids = values, kind, example, kids
+    g.reach = [r & ~forward_only for r in reach]
+    g.data = [v.data for v in values]
+    g.arg = [v._arg if k == OP else None for v, k in zip(values, kind)]
+    g.prim = [_rule(v) if k == OP else None for v, k in zip(values, kind)]
+    g.roots = root_ids
+    positions = [index.get(v, -1) for v in inputs]
+    g.inputs = positions if new is None else [new.get(i, -1) for i in positions]
     g.n_diff = n_diff
     return g
 
@@ -163,16 +190,16 @@ def _refuse_constants_from_data(values: list, kind: list, kids: list) -> None:
     leaf's float may be a literal that the compiler shares with a literal in ``fn``, and an op
     that passes its input's float through (relu of a positive number) is not its origin.
     """
-    fresh = {}
-    for i, v in enumerate(values):
-        if kind[i] == INPUT or (kind[i] == OP and all(values[c].data is not v.data for c in kids[i])):
-            fresh[id(v.data)] = i
-    for i, v in enumerate(values):
-        if kind[i] == CONST and not kids[i] and id(v.data) in fresh:
-            source = values[fresh[id(v.data)]]
-            what = "an input" if kind[fresh[id(v.data)]] == INPUT else f"the result of op {source._op!r}"
-            raise NotReplayableError(
-                f"fn made a constant Value({v.data!r}) from the number of {what} while recording "
-                f"(as Value(x.data) or max over .data does): a replay would keep that recorded number for "
-                f"every call. Build it from Values so it stays in the graph (x itself, or relu for a max), "
-                f"or call fn without compile")
+    constants = {id(v.data): v for v, k, ks in zip(values, kind, kids) if k == CONST and not v._prev}
+    if not constants:
+        return
+    for v, k, ks in zip(values, kind, kids):
+        c = constants.get(id(v.data)) if k == INPUT or k == OP else None
+        if c is None or c is v or any(values[j].data is v.data for j in ks):
+            continue
+        what = "an input" if k == INPUT else f"the result of op {v._op!r}"
+        raise NotReplayableError(
+            f"fn made a constant Value({c.data!r}) from the number of {what} while recording "
+            f"(as Value(x.data) or max over .data does): a replay would keep that recorded number for "
+            f"every call. Build it from Values so it stays in the graph (x itself, or relu for a max), "
+            f"or call fn without compile")
