@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import chainrule
 from chainrule import MLP, Value, gradcheck, no_grad, primitive
-from chainrule.engine import enable_grad, is_grad_enabled, rule_of, topological_order, track_created
+from chainrule.engine import enable_grad, is_grad_enabled, rule_of, topological_order, track_created  # noqa: F401
 from chainrule.primitives import PRIMITIVES
 
 

@@ -19,7 +19,7 @@ PUBLIC = {
 }
 
 # Each module may import only the modules listed before it (docs/ARCHITECTURE.md); cli is last.
-LAYERS = ["mathspace", "primitives", "engine", "nn", "numerical", "replay", "losses", "optim", "data", "serialize", "train",
+LAYERS = ["mathspace", "primitives", "gradmode", "engine", "nn", "numerical", "replay", "losses", "optim", "data", "serialize", "train",
           "render", "viz", "walkthrough", "expr", "plot", "experiment", "cli"]
 
 
@@ -70,4 +70,4 @@ def test_imports_flow_one_way():
         above = imported - set(LAYERS[:i])
         assert not above, f"{module} imports {sorted(above)}, which sit above it"
     assert _internal_imports("mathspace") == set()
-    assert _internal_imports("engine") == {"mathspace", "primitives"}
+    assert _internal_imports("engine") == {"gradmode", "mathspace", "primitives"}

@@ -3,11 +3,13 @@
 Read this file top to bottom, like a chapter (the math it uses is in :mod:`chainrule.mathspace`,
 the table of op rules in :mod:`chainrule.primitives`):
 
-1. Grad mode, per thread: ``no_grad()`` turns graph recording off in the thread that enters it.
-2. ``Value``: arithmetic builds the graph, each result pointing at its inputs and at its row of
+(Grad mode, per thread, is in :mod:`chainrule.gradmode`: ``no_grad()`` turns graph recording off
+in the thread that enters it.)
+
+1. ``Value``: arithmetic builds the graph, each result pointing at its inputs and at its row of
    the table. ``backward()`` walks the graph in reverse topological order and applies the rules.
    Ops that are not primitives (``-``, ``abs``) are one-line compositions of primitives.
-3. The lecture's way works too: ``out._backward = fn`` gives a node its own closure, which
+2. The lecture's way works too: ``out._backward = fn`` gives a node its own closure, which
    ``backward()`` then calls instead of a table rule. ``primitive(name, forward, backward)`` adds a
    row to the table instead, which the compiled replay can also run on arrays.
 
@@ -29,11 +31,13 @@ from __future__ import annotations
 import gc
 import math
 import numbers
-import threading
 import types
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
+from . import gradmode
+from .gradmode import enable_grad, is_grad_enabled, no_grad, track_created
+from .gradmode import note as _note
 from .mathspace import ARRAY, SCALAR
 from .primitives import PRIMITIVES, Primitive, constant_display, register
 
@@ -41,98 +45,7 @@ __all__ = ["ARRAY", "PRIMITIVES", "SCALAR", "Primitive", "Value", "enable_grad",
            "no_grad", "primitive", "rule_of", "topological_order", "track_created"]
 
 
-# --- 1. Grad mode, per thread ---------------------------------------------------------------------
-# Each thread has its own mode, as in PyTorch: a no_grad() block in a plotting thread must not
-# stop another thread's forward pass from recording its graph. Ops read the thread's state only
-# while some block is open somewhere (``_open_blocks`` > 0), so the common case costs one global read.
-
-_thread = threading.local()
-_open_blocks = 0
-_blocks_lock = threading.Lock()
-
-
-def _count_block(delta: int) -> None:
-    global _open_blocks
-    with _blocks_lock:
-        _open_blocks += delta
-
-
-@contextmanager
-def _grad_mode(enabled: bool) -> Iterator[None]:
-    _count_block(1)
-    previous = getattr(_thread, "grad", True)
-    _thread.grad = enabled
-    try:
-        yield
-    finally:
-        _thread.grad = previous
-        _count_block(-1)
-
-
-def no_grad():
-    """Compute data only, recording no graph, in this thread: for evaluation, plots and updates.
-
-    >>> from chainrule import Value, no_grad
-    >>> x = Value(3.0)
-    >>> with no_grad():
-    ...     y = x * x
-    >>> y.data, y._prev
-    (9.0, ())
-    """
-    return _grad_mode(False)
-
-
-def enable_grad():
-    """Record the graph in this thread even inside an enclosing ``no_grad()`` block.
-
-    >>> from chainrule import Value, no_grad
-    >>> from chainrule.engine import enable_grad
-    >>> with no_grad():
-    ...     with enable_grad():
-    ...         y = Value(2.0) * 3
-    >>> len(y._prev)
-    2
-    """
-    return _grad_mode(True)
-
-
-def is_grad_enabled() -> bool:
-    """True unless this thread is inside ``no_grad()``."""
-    return getattr(_thread, "grad", True)
-
-
-@contextmanager
-def track_created() -> Iterator[list]:
-    """Collect every Value created in this thread inside the block (by ops and by ``Value(...)``).
-
-    The compiled replay uses it to tell the Values a function made from those it captured.
-
-    >>> from chainrule import Value
-    >>> w = Value(2.0)
-    >>> with track_created() as made:
-    ...     y = w * 3
-    >>> len(made), made[-1] is y, any(v is w for v in made)
-    (2, True, False)
-    """
-    created: list = []
-    _count_block(1)
-    stack = getattr(_thread, "created", None)
-    _thread.created = (stack or ()) + (created,)
-    try:
-        yield created
-    finally:
-        _thread.created = stack
-        _count_block(-1)
-
-
-def _note(v: "Value") -> bool:
-    """Slow path of every op while a block is open: tell the trackers, return the grad mode."""
-    for created in getattr(_thread, "created", None) or ():
-        created.append(v)
-    return getattr(_thread, "grad", True)
-
-
-# --- 2. Value -------------------------------------------------------------------------------------
+# --- 1. Value -------------------------------------------------------------------------------------
 
 def _check_number(data, who: str = "Value()") -> float:
     if type(data) is float:
@@ -234,7 +147,7 @@ class Value:
             # An op without a rule, kept for display; it needs a closure (or a rule) to backpropagate.
             self._node = _Custom(str(_op))
             self._a = children or None
-        if _open_blocks:
+        if gradmode.open_blocks:
             _note(self)
 
     # The lecture's view of a node: its inputs, its op's name, its chain-rule step.
@@ -501,7 +414,7 @@ def _binary(rule: Primitive, a: Value, b: Value) -> Value:
     out.data = rule.forward(SCALAR, a.data, b.data)
     out.grad = 0.0
     out.label = ""
-    if _open_blocks and not _note(out):
+    if gradmode.open_blocks and not _note(out):
         out._node = out._a = out._b = None
     else:
         out._node, out._a, out._b = rule, a, b
@@ -514,7 +427,7 @@ def _unary(rule: Primitive, a: Value) -> Value:
     out.grad = 0.0
     out.label = ""
     out._b = None
-    if _open_blocks and not _note(out):
+    if gradmode.open_blocks and not _note(out):
         out._node = out._a = None
     else:
         out._node, out._a = rule, a
@@ -526,7 +439,7 @@ def _with_constant(rule: Primitive, a: Value, k: float) -> Value:
     out.data = rule.forward(SCALAR, a.data, k)
     out.grad = 0.0
     out.label = ""
-    if _open_blocks and not _note(out):
+    if gradmode.open_blocks and not _note(out):
         out._node = out._a = out._b = None
     else:
         out._node, out._a, out._b = rule, a, k
@@ -539,7 +452,7 @@ def _many(rule: Primitive, inputs: tuple) -> Value:
     out.grad = 0.0
     out.label = ""
     out._b = None
-    if _open_blocks and not _note(out):
+    if gradmode.open_blocks and not _note(out):
         out._node = out._a = None
     else:
         out._node, out._a = rule, inputs
