@@ -23,7 +23,7 @@ from __future__ import annotations
 import gc
 
 from ..engine import Value
-from ._engine import enable_grad, rule_of, track_created
+from ..engine import enable_grad, rule_of, track_created
 from .errors import NotReplayableError
 
 __all__ = ["CONST", "INPUT", "LIVE", "OP", "Graph", "record"]
