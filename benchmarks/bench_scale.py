@@ -12,13 +12,14 @@ output, softmax cross-entropy, Adam with lr 1e-3, minibatches of 128, float64, o
 
 Each library at each size runs in a fresh process (so peak RSS is its own), with BLAS limited to
 one thread. Per size it prints: the first step's seconds (chainrule: recording included), the
-steady step time of each (median over repetitions of the mean step after the first), their ratio,
+steady step time of each (median over repetitions of the median step after the first), their ratio,
 peak RSS of each process, final accuracy on the training set, and the largest difference between
 the two libraries' per-step losses (same data, weights and batches: they must agree closely, else
-the comparison is not like for like). chainrule's steady step is measured without callbacks, as
-``(time of fit(steps=S) - time of fit(steps=1)) / (S - 1)``, because a callback makes ``fit`` bring
-the Values up to date after every step. A last row is micrograd's demo step (chainrule compiled vs
-PyTorch), from ``bench_replay.py``'s own runners.
+the comparison is not like for like). chainrule's steps are timed by the optimizer itself (an Adam
+that notes when each ``step()`` or ``step_arrays()`` ends), not by a callback, because a callback
+makes ``fit`` bring the Values up to date after every step. A step's time is from the end of one
+update to the end of the next: the whole loop (batch, forward, backward, update, logging). A last
+row is micrograd's demo step (chainrule compiled vs PyTorch), from ``bench_replay.py``'s own runners.
 
     python benchmarks/bench_scale.py                              # the sizes of issue 9
     python benchmarks/bench_scale.py --sizes 16,32,10 --steps 20  # a quick check
@@ -103,24 +104,36 @@ def worker_chainrule(spec: dict) -> dict:
     from chainrule.optim import Adam
     from chainrule.train import accuracy, fit, predict
 
+    class TimedAdam(Adam):
+        """Adam that notes when each update ends, which times fit's steps without a callback."""
+
+        def __init__(self, params, lr):
+            super().__init__(params, lr=lr)
+            self.ended: list[float] = []
+
+        def step(self):
+            super().step()
+            self.ended.append(time.perf_counter())
+
+        def step_arrays(self, state, grad):
+            super().step_arrays(state, grad)
+            self.ended.append(time.perf_counter())
+
     X, y, _, weights = read_spec(spec)
     widths, steps = spec["widths"], spec["steps"]
-
-    def train(n_steps: int):
-        model = MLP(widths[0], widths[1:], activation="relu", output_activation="linear")
-        load_into(model, weights)
-        opt = Adam(model.parameters(), lr=LR)
-        t0 = time.perf_counter()
-        history = fit(model, X, y, loss="cross_entropy", optimizer=opt, batch_size=spec["batch"], steps=n_steps,
-                      compiled=True, progress=False, seed=spec["seed"])
-        return time.perf_counter() - t0, history, model
-
     firsts, per_step = [], []
     for _ in range(spec["reps"]):
-        first, _, _ = train(1)
-        total, history, model = train(steps)
-        firsts.append(first)
-        per_step.append(max(total - first, 0.0) / (steps - 1))
+        model = MLP(widths[0], widths[1:], activation="relu", output_activation="linear")
+        load_into(model, weights)
+        opt = TimedAdam(model.parameters(), lr=LR)
+        start = time.perf_counter()
+        history = fit(model, X, y, loss="cross_entropy", optimizer=opt, batch_size=spec["batch"], steps=steps,
+                      compiled=True, progress=False, seed=spec["seed"])
+        if len(opt.ended) != steps:
+            raise SystemExit(f"fit made {steps} steps but called the optimizer's step() or step_arrays() "
+                             f"{len(opt.ended)} times: this benchmark cannot time its steps")
+        firsts.append(opt.ended[0] - start)
+        per_step.append(statistics.median(np.diff(opt.ended).tolist()))
     return {"first_s": statistics.median(firsts), "step_s": statistics.median(per_step), "step_s_all": per_step,
             "accuracy": accuracy(predict(model, X, compiled=True), y), "losses": list(history.loss),
             "rss_mib": peak_rss_mib()}
@@ -161,7 +174,7 @@ def worker_torch(spec: dict) -> dict:
             times.append(time.perf_counter() - t0)
             losses.append(loss.item())
         firsts.append(times[0])
-        per_step.append(sum(times[1:]) / (steps - 1))
+        per_step.append(statistics.median(times[1:]))
     with torch.no_grad():
         acc = float((model(Xt).argmax(dim=1) == yt).double().mean())
     return {"first_s": statistics.median(firsts), "step_s": statistics.median(per_step), "step_s_all": per_step,
@@ -186,7 +199,7 @@ def worker_demo_chainrule(spec: dict) -> dict:
     per_step, loss = [], None
     for _ in range(spec["reps"]):
         times, loss = bench.run_chainrule(weights, X, y, spec["steps"], compiled=True)
-        per_step.append(statistics.mean(times))
+        per_step.append(statistics.median(times))
     return {"first_s": first, "step_s": statistics.median(per_step), "step_s_all": per_step, "final_loss": loss,
             "rss_mib": peak_rss_mib()}
 
@@ -197,7 +210,7 @@ def worker_demo_torch(spec: dict) -> dict:
     for _ in range(spec["reps"]):
         times, loss = bench.run_torch(weights, X, y, spec["steps"])
         firsts.append(times[0])
-        per_step.append(statistics.mean(times[1:]))
+        per_step.append(statistics.median(times[1:]))
     return {"first_s": statistics.median(firsts), "step_s": statistics.median(per_step), "step_s_all": per_step,
             "final_loss": loss, "rss_mib": peak_rss_mib()}
 
