@@ -47,14 +47,8 @@ import math
 import numbers
 from typing import Callable, Iterable, Union
 
-from .engine import ARRAY, SCALAR, Value
-
-# TEMPORARY: the engine's namespaces gain ``sqrt`` with the engine rewrite on main; until that is
-# merged, give them the same function here. (Removed at the merge.)
-if not hasattr(SCALAR, "sqrt"):
-    type(SCALAR).sqrt = staticmethod(math.sqrt)
-    import numpy as _np
-    ARRAY.sqrt = _np.sqrt
+from .engine import Value
+from .mathspace import ARRAY, SCALAR
 
 __all__ = ["Adam", "AdamW", "ArrayState", "OPTIMIZERS", "Optimizer", "SGD"]
 
