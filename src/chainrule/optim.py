@@ -17,12 +17,12 @@ micrograd's decaying rate ``lambda k: 1.0 - 0.9 * k / 100``.
 0.0
 
 **One rule, floats or arrays.** Each optimizer writes its update once, in ``_rule(m, lr, t)``:
-it works out the numbers that step ``t`` shares by every parameter, and returns the update
+it works out the numbers that step ``t`` uses for every parameter alike, and returns the update
 ``update(p, g, *state) -> (p, *state)`` written with ``+ - * /`` and ``m.sqrt``, the way each row of
-the engine's table of primitives is written against a math namespace ``m``. ``step()`` calls that
-update per parameter on floats (``SCALAR``); ``step_arrays()`` calls the same text once on whole
-numpy arrays (``ARRAY``) holding every parameter, which is how compiled training updates a model
-with no Python work per parameter:
+the table of primitives is written against a math namespace ``m`` (:mod:`chainrule.mathspace`).
+``step()`` calls that update per parameter on floats (``SCALAR``); ``step_arrays()`` calls the
+same text on numpy arrays (``ARRAY``) holding every parameter, which is how compiled training
+updates a model with no Python work per parameter:
 
 >>> opt = SGD([Value(1.0), Value(2.0)], lr=0.5)
 >>> state = opt.array_state()             # the parameters' .data as one array
