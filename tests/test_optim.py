@@ -8,64 +8,107 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from chainrule import Value  # noqa: E402
+from chainrule import optim  # noqa: E402
 from chainrule.optim import OPTIMIZERS, SGD, Adam, AdamW  # noqa: E402
 
-N_PARAMS, N_STEPS = 6, 12
+N_PARAMS, N_STEPS = 20, 100
+
+# How our optimizer runs the steps: "eager" is step() on the Values, "arrays" is step_arrays() on an
+# ArrayState, "mixed" is half eager, then arrays, then write_back and eager again (the same state throughout).
+MODES = ["eager", "arrays", "mixed"]
+MIXED = (50, 100, 120)          # steps [50, 100) on arrays, the rest eager, 120 steps in all
 
 
-def _run_both(make_ours, make_theirs, seed=0, schedule=None):
-    """Feed identical random gradients to our optimizer and torch's; return the largest parameter difference."""
+def _run_both(make_ours, make_theirs, seed=0, schedule=None, mode="eager", steps=N_STEPS):
+    """Feed identical random gradients to our optimizer and torch's; compare the parameters after every step.
+    Array steps run in pieces of 7 parameters (so 20 parameters make two whole pieces and a short one)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(optim, "_PIECE", 7)
+        _compare_steps(make_ours, make_theirs, seed, schedule, mode, steps)
+
+
+def _compare_steps(make_ours, make_theirs, seed, schedule, mode, steps):
     rng = np.random.RandomState(seed)
     start = rng.uniform(-2, 2, size=N_PARAMS)
     ours = [Value(float(x)) for x in start]
     theirs = torch.tensor(start, dtype=torch.float64, requires_grad=True)
     opt, topt = make_ours(ours), make_theirs([theirs])
-    worst = 0.0
-    for k in range(N_STEPS):
+    if mode == "mixed":
+        arrays_from, arrays_until, steps = MIXED
+    else:
+        arrays_from, arrays_until = (0, steps) if mode == "arrays" else (steps, steps)
+    state = None
+    for k in range(steps):
         grad = rng.normal(scale=3.0, size=N_PARAMS)
-        for p, g in zip(ours, grad):
-            p.grad = float(g)
         theirs.grad = torch.tensor(grad, dtype=torch.float64)
         if schedule is not None:
             for group in topt.param_groups:
                 group["lr"] = schedule(k)
-        opt.step()
         topt.step()
-        diff = max(abs(p.data - t) for p, t in zip(ours, theirs.detach().tolist()))
-        worst = max(worst, diff)
-        assert diff < 1e-12, f"step {k}: parameters differ by {diff}"
-    assert opt.steps == N_STEPS
-    return worst
+        if arrays_from <= k < arrays_until:
+            if state is None:
+                state = opt.array_state()
+            opt.step_arrays(state, grad)
+            mine = state.p.tolist()
+        else:
+            if state is not None:
+                state.write_back()
+                state = None
+            for p, g in zip(ours, grad):
+                p.grad = float(g)
+            opt.step()
+            mine = [p.data for p in ours]
+        diff = max(abs(a - b) for a, b in zip(mine, theirs.detach().tolist()))
+        assert diff < 1e-12, f"{mode}, step {k}: parameters differ by {diff}"
+        if schedule is not None:
+            assert opt.lr == schedule(k)
+    if state is not None:
+        state.write_back()
+    diff = max(abs(p.data - t) for p, t in zip(ours, theirs.detach().tolist()))
+    assert diff < 1e-12, f"{mode}: the Values differ from torch's parameters by {diff} at the end"
+    assert opt.steps == steps
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
 @pytest.mark.parametrize("weight_decay", [0.0, 0.01])
-def test_sgd_matches_torch(momentum, weight_decay):
-    """SGD with and without momentum and weight decay follows torch.optim.SGD step for step."""
+def test_sgd_matches_torch(momentum, weight_decay, mode):
+    """SGD with and without momentum and weight decay follows torch.optim.SGD for 100 steps, eager, on arrays, mixed."""
     _run_both(lambda ps: SGD(ps, lr=0.05, momentum=momentum, weight_decay=weight_decay),
-              lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=momentum, weight_decay=weight_decay))
+              lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=momentum, weight_decay=weight_decay), mode=mode)
 
 
-def test_sgd_schedule_matches_torch_with_the_same_rates():
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("kwargs", [dict(momentum=0.9, nesterov=True), dict(momentum=0.8, dampening=0.3),
+                                    dict(momentum=0.9, nesterov=True, weight_decay=0.05)])
+def test_sgd_nesterov_and_dampening_match_torch(kwargs, mode):
+    """Nesterov momentum and dampening follow torch.optim.SGD's formulas, eager and on arrays."""
+    _run_both(lambda ps: SGD(ps, lr=0.03, **kwargs), lambda ps: torch.optim.SGD(ps, lr=0.03, **kwargs), mode=mode)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_sgd_schedule_matches_torch_with_the_same_rates(mode):
     """A learning-rate function of the step (micrograd's decay) equals torch SGD given those rates step by step."""
-    schedule = lambda k: 1.0 - 0.9 * k / 100  # noqa: E731
+    schedule = lambda k: 1.0 - 0.9 * k / MIXED[2]  # noqa: E731   (positive over the longest run)
     _run_both(lambda ps: SGD(ps, lr=schedule, momentum=0.5),
-              lambda ps: torch.optim.SGD(ps, lr=schedule(0), momentum=0.5), schedule=schedule)
+              lambda ps: torch.optim.SGD(ps, lr=schedule(0), momentum=0.5), schedule=schedule, mode=mode)
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("weight_decay", [0.0, 0.1])
 @pytest.mark.parametrize("betas", [(0.9, 0.999), (0.8, 0.99)])
-def test_adam_matches_torch(weight_decay, betas):
-    """Adam follows torch.optim.Adam to 1e-12 over several steps, with and without (L2) weight decay."""
+def test_adam_matches_torch(weight_decay, betas, mode):
+    """Adam follows torch.optim.Adam to 1e-12 over 100 steps, with and without (L2) weight decay."""
     _run_both(lambda ps: Adam(ps, lr=0.01, betas=betas, weight_decay=weight_decay),
-              lambda ps: torch.optim.Adam(ps, lr=0.01, betas=betas, weight_decay=weight_decay))
+              lambda ps: torch.optim.Adam(ps, lr=0.01, betas=betas, weight_decay=weight_decay), mode=mode)
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("weight_decay", [0.01, 0.5])
-def test_adamw_matches_torch(weight_decay):
-    """AdamW (decoupled decay) follows torch.optim.AdamW to 1e-12 over several steps."""
+def test_adamw_matches_torch(weight_decay, mode):
+    """AdamW (decoupled decay) follows torch.optim.AdamW to 1e-12 over 100 steps."""
     _run_both(lambda ps: AdamW(ps, lr=0.02, weight_decay=weight_decay),
-              lambda ps: torch.optim.AdamW(ps, lr=0.02, weight_decay=weight_decay))
+              lambda ps: torch.optim.AdamW(ps, lr=0.02, weight_decay=weight_decay), mode=mode)
 
 
 def test_adamw_default_weight_decay_matches_torch():
@@ -74,10 +117,35 @@ def test_adamw_default_weight_decay_matches_torch():
     _run_both(lambda ps: AdamW(ps), lambda ps: torch.optim.AdamW(ps))
 
 
-def test_adam_schedule_matches_torch():
+@pytest.mark.parametrize("mode", MODES)
+def test_adam_schedule_matches_torch(mode):
     """Adam with a learning-rate function equals torch Adam given those rates step by step."""
     schedule = lambda k: 0.05 / (1 + k)  # noqa: E731
-    _run_both(lambda ps: Adam(ps, lr=schedule), lambda ps: torch.optim.Adam(ps, lr=schedule(0)), schedule=schedule)
+    _run_both(lambda ps: Adam(ps, lr=schedule), lambda ps: torch.optim.Adam(ps, lr=schedule(0)), schedule=schedule,
+              mode=mode)
+
+
+@pytest.mark.parametrize("make", [lambda ps: SGD(ps, lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01),
+                                  lambda ps: Adam(ps, lr=0.01, weight_decay=0.1), lambda ps: AdamW(ps, lr=0.01)],
+                         ids=["sgd", "adam", "adamw"])
+@pytest.mark.parametrize("piece", [3, 16384])
+def test_eager_and_array_steps_are_bit_for_bit_equal(make, piece, monkeypatch):
+    """step() on floats and step_arrays() on arrays run the same rule: the very same numbers, not merely close,
+    whether the arrays are updated whole or piece by piece."""
+    monkeypatch.setattr(optim, "_PIECE", piece)
+    rng = np.random.RandomState(3)
+    start, grads = rng.uniform(-1, 1, size=8), rng.normal(size=(30, 8))
+    eager, arrays = [Value(float(x)) for x in start], [Value(float(x)) for x in start]
+    opt_e, opt_a = make(eager), make(arrays)
+    state = opt_a.array_state()
+    for grad in grads:
+        for p, g in zip(eager, grad):
+            p.grad = float(g)
+        opt_e.step()
+        opt_a.step_arrays(state, grad)
+        assert state.p.tolist() == [p.data for p in eager]
+    state.write_back()
+    assert opt_a._state == opt_e._state
 
 
 def test_lr_reports_the_rate_of_the_last_step():
@@ -198,3 +266,96 @@ def test_parameters_from_a_generator_are_kept():
     opt.step()
     assert [w.data for w in ws] == [0.0, 1.0]
     assert math.isclose(opt.lr, 1.0)
+
+
+# --- array steps: the state, write_back, and the errors that keep eager and arrays in step --------
+
+def test_array_steps_leave_the_values_until_write_back(monkeypatch):
+    """step_arrays changes state.p in place (views of it see the update) and the Values only at write_back."""
+    monkeypatch.setattr(optim, "_PIECE", 2)       # the view spans two pieces
+    ws = [Value(1.0), Value(2.0), Value(3.0)]
+    opt = Adam(ws, lr=0.1)
+    state = opt.array_state()
+    first_two = state.p[:2]                       # a view, as a compiled step may hold one
+    opt.step_arrays(state, np.array([1.0, -1.0, 0.0]))
+    assert first_two.tolist() == pytest.approx([0.9, 2.1]) and state.p[2] == 3.0
+    assert [w.data for w in ws] == [1.0, 2.0, 3.0] and opt.steps == 1
+    state.write_back()
+    assert [w.data for w in ws] == state.p.tolist()
+    assert opt._state["exp_avg"] == state.slots["exp_avg"].tolist()
+
+
+def test_array_steps_advance_the_step_count_and_schedule():
+    """step_arrays counts steps and follows the learning-rate schedule exactly like step()."""
+    w = Value(0.0)
+    opt = SGD([w], lr=lambda k: 1.0 / (k + 1))
+    state = opt.array_state()
+    for k in range(4):
+        opt.step_arrays(state, [1.0])
+        assert (opt.steps, opt.lr) == (k + 1, 1.0 / (k + 1))
+    assert state.p[0] == pytest.approx(-(1 + 1 / 2 + 1 / 3 + 1 / 4))
+
+
+def test_eager_step_refuses_unwritten_array_steps():
+    """step() after array steps that were not written back is a named error, not a step from stale numbers."""
+    w = Value(1.0)
+    opt = SGD([w], lr=0.1)
+    state = opt.array_state()
+    opt.step_arrays(state, [1.0])
+    with pytest.raises(RuntimeError, match="write_back"):
+        opt.step()
+    state.write_back()
+    w.grad = 1.0
+    opt.step()
+    assert w.data == pytest.approx(0.8) and opt.steps == 2
+
+
+def test_a_new_array_state_first_writes_back_the_old_ones_steps():
+    """array_state() while another state has unwritten steps writes them back first: no step is lost."""
+    w = Value(1.0)
+    opt = SGD([w], lr=0.1)
+    old = opt.array_state()
+    opt.step_arrays(old, [1.0])
+    new = opt.array_state()
+    assert w.data == pytest.approx(0.9) and new.p.tolist() == [w.data]
+    w.grad = 1.0
+    opt.step()                                    # allowed: nothing is waiting to be written back
+    assert w.data == pytest.approx(0.8) and opt.steps == 2
+
+
+def test_stale_array_state_is_refused():
+    """An ArrayState made before eager steps (or another state's steps) is out of date: a named error."""
+    w = Value(1.0)
+    opt = Adam([w])
+    state = opt.array_state()
+    w.grad = 1.0
+    opt.step()
+    with pytest.raises(RuntimeError, match="array_state\\(\\) for a fresh one"):
+        opt.step_arrays(state, [1.0])
+    with pytest.raises(RuntimeError, match="would undo the later ones"):
+        state.write_back()
+    assert opt.steps == 1 and w.data != 1.0
+
+
+def test_step_arrays_checks_its_arguments():
+    """A gradient of the wrong shape, or another optimizer's state, is a ValueError saying what is expected."""
+    ws = [Value(1.0), Value(2.0)]
+    opt, other = SGD(ws), SGD([Value(0.0), Value(0.0)])
+    state = opt.array_state()
+    with pytest.raises(ValueError, match="1-D array of 2 gradients"):
+        opt.step_arrays(state, np.zeros(3))
+    with pytest.raises(ValueError, match="1-D array of 2 gradients"):
+        opt.step_arrays(state, np.zeros((2, 1)))
+    with pytest.raises(ValueError, match="the ArrayState this optimizer"):
+        other.step_arrays(state, np.zeros(2))
+    assert opt.steps == 0 and state.p.tolist() == [1.0, 2.0]
+
+
+def test_nesterov_needs_momentum_and_no_dampening():
+    """nesterov=True without momentum, or with dampening, is refused as torch refuses it."""
+    with pytest.raises(ValueError, match="nesterov"):
+        SGD([Value(1.0)], nesterov=True)
+    with pytest.raises(ValueError, match="nesterov"):
+        SGD([Value(1.0)], momentum=0.9, dampening=0.1, nesterov=True)
+    with pytest.raises(ValueError, match="dampening"):
+        SGD([Value(1.0)], momentum=0.9, dampening=1.5)

@@ -15,6 +15,30 @@ micrograd's decaying rate ``lambda k: 1.0 - 0.9 * k / 100``.
 (0.5, 1.0, 1)
 >>> opt.zero_grad(); w.grad
 0.0
+
+**One rule, floats or arrays.** Each optimizer writes its update once, in ``_rule(m, lr, t)``:
+it works out the numbers that step ``t`` uses for every parameter alike, and returns the update
+``update(p, g, *state) -> (p, *state)`` written with ``+ - * /`` and ``m.sqrt``, the way each row of
+the table of primitives is written against a math namespace ``m`` (:mod:`chainrule.mathspace`).
+``step()`` calls that update per parameter on floats (``SCALAR``); ``step_arrays()`` calls the
+same text on numpy arrays (``ARRAY``) holding every parameter, which is how compiled training
+updates a model with no Python work per parameter:
+
+>>> opt = SGD([Value(1.0), Value(2.0)], lr=0.5)
+>>> state = opt.array_state()             # the parameters' .data as one array
+>>> import numpy as np
+>>> opt.step_arrays(state, np.array([1.0, -1.0])); state.p, opt.steps
+(array([0.5, 2.5]), 1)
+>>> [p.data for p in opt.params]          # the Values wait for write_back
+[1.0, 2.0]
+>>> state.write_back(); [p.data for p in opt.params]
+[0.5, 2.5]
+
+The rule for arrays: while training runs on an :class:`ArrayState`, the parameters and the
+optimizer's moments live in its arrays, and the ``Value``\\ s are brought up to date when
+``write_back()`` is called. ``fit`` calls it when it returns, before callbacks, before ``predict``
+and before saving; eager ``step()`` then continues exactly where the arrays left off (and refuses
+to run while array steps are not yet written back, rather than step from stale numbers).
 """
 
 from __future__ import annotations
@@ -24,10 +48,13 @@ import numbers
 from typing import Callable, Iterable, Union
 
 from .engine import Value
+from .mathspace import ARRAY, SCALAR
 
-__all__ = ["Adam", "AdamW", "OPTIMIZERS", "Optimizer", "SGD"]
+__all__ = ["Adam", "AdamW", "ArrayState", "OPTIMIZERS", "Optimizer", "SGD"]
 
 LearningRate = Union[float, Callable[[int], float]]
+
+_PIECE = 16384      # elements per piece in step_arrays: 128 KiB per array, cache-sized
 
 
 def _check_number(name: str, x, low: float = 0.0, high: float | None = None, high_open: bool = True) -> float:
@@ -42,12 +69,23 @@ def _check_number(name: str, x, low: float = 0.0, high: float | None = None, hig
 
 
 class Optimizer:
-    """What every optimizer shares: the parameter list, the learning rate (schedule), step counting.
+    """What every optimizer shares: the parameter list, the learning rate (schedule), step counting,
+    and the two ways of running its ``_rule``: ``step()`` on the Values, ``step_arrays()`` on arrays.
 
-    ``.steps`` counts the ``step()`` calls made. ``.lr`` is the learning rate the last ``step()``
-    used (before the first step: the rate the first step will use), the number to log after a step.
-    Assigning ``opt.lr = 0.1`` (or a new schedule function) changes the rate of later steps.
+    ``.steps`` counts the steps made (eager and array steps alike). ``.lr`` is the learning rate
+    the last step used (before the first step: the rate the first step will use), the number to
+    log after a step. Assigning ``opt.lr = 0.1`` (or a new schedule function) changes the rate of
+    later steps.
+
+    A subclass names its per-parameter state in ``_slots`` (Adam's ``("exp_avg", "exp_avg_sq")``),
+    each starting at 0.0, and defines ``_rule(m, lr, t)``, which returns step ``t``'s update
+    (``t = 1, 2, ...``, learning rate ``lr``): ``update(p, g, *slots) -> (p, *slots)``, the new
+    parameter and state from the old, on floats or arrays alike as ``m`` says. Written with
+    augmented assignments (``p -= lr * d``), it updates arrays in place and rebinds floats; it must
+    never assign into ``g`` (on arrays that is the caller's gradient).
     """
+
+    _slots: tuple[str, ...] = ()
 
     def __init__(self, params: Iterable[Value], lr: LearningRate):
         if isinstance(params, Value):
@@ -69,6 +107,9 @@ class Optimizer:
         self.steps = 0
         self.lr = lr
         self._last_lr: float | None = None
+        # Per-parameter state as plain lists (the eager side); an ArrayState copies them to arrays.
+        self._state: dict[str, list[float]] = {name: [0.0] * len(self.params) for name in self._slots}
+        self._unwritten: ArrayState | None = None    # an ArrayState with steps the Values have not seen
 
     @property
     def lr(self) -> float:
@@ -93,15 +134,74 @@ class Optimizer:
         except ValueError as err:
             raise ValueError(f"the learning-rate schedule gave a bad rate at step {k}: {err}") from None
 
+    def _rule(self, m, lr: float, t: int) -> Callable[..., tuple]:
+        raise NotImplementedError
+
     def step(self) -> None:
         """Update every parameter's ``.data`` from its ``.grad``, with this step's learning rate."""
-        lr = self._rate(self.steps)
-        self._update(lr)
-        self.steps += 1
-        self._last_lr = lr
+        if self._unwritten is not None:
+            raise RuntimeError("this optimizer made array steps (step_arrays) that the Values have not seen: "
+                               "call write_back() on that ArrayState before step() (opt.array_state() "
+                               "also writes them back)")
+        lr, t = self._rate(self.steps), self.steps + 1
+        update, params = self._rule(SCALAR, lr, t), self.params
+        # One loop per number of state slots, so the work per parameter is the update and little else.
+        slots = [self._state[name] for name in self._slots]
+        if not slots:
+            for p in params:
+                (p.data,) = update(p.data, p.grad)
+        elif len(slots) == 1:
+            (a,) = slots
+            for i, p in enumerate(params):
+                p.data, a[i] = update(p.data, p.grad, a[i])
+        else:
+            a, b = slots
+            for i, p in enumerate(params):
+                p.data, a[i], b[i] = update(p.data, p.grad, a[i], b[i])
+        self.steps, self._last_lr = t, lr
 
-    def _update(self, lr: float) -> None:
-        raise NotImplementedError
+    def array_state(self) -> "ArrayState":
+        """The parameters' ``.data`` and this optimizer's per-parameter state, copied into numpy arrays
+        (in the order of ``self.params``), for :meth:`step_arrays`. It continues the state that eager
+        steps built (Adam's moments, SGD's momentum); array steps of an earlier ArrayState that were
+        not written back are written back first, so no step is lost."""
+        if self._unwritten is not None:
+            self._unwritten.write_back()
+        return ArrayState(self)
+
+    def step_arrays(self, state: "ArrayState", grad) -> None:
+        """One update of ``state`` in place from ``grad``, a 1-D array with one gradient per parameter
+        in the order of ``self.params``: the same rule as :meth:`step`, run once on whole arrays.
+        Advances ``.steps`` and the learning-rate schedule like ``step()``; the Values are left as
+        they are until ``state.write_back()``."""
+        import numpy as np
+
+        if not isinstance(state, ArrayState) or state.optimizer is not self:
+            raise ValueError("step_arrays needs the ArrayState this optimizer's array_state() returned")
+        if state._steps != self.steps:
+            raise RuntimeError(f"this ArrayState was made at step {state._steps} but the optimizer has made "
+                               f"{self.steps} steps since (eager step() calls, or another ArrayState); "
+                               f"call opt.array_state() for a fresh one")
+        grad = np.asarray(grad, dtype=np.float64)
+        if grad.shape != state.p.shape:
+            raise ValueError(f"grad must be a 1-D array of {len(state.p)} gradients (one per parameter, "
+                             f"in the order of opt.params), got shape {grad.shape}")
+        lr, t = self._rate(self.steps), self.steps + 1
+        slots = [state.slots[name] for name in self._slots]
+        update = self._rule(ARRAY, lr, t)
+        # The rule runs on consecutive pieces of the arrays, each small enough that its temporaries
+        # stay in the CPU cache (measured: over twice as fast as whole arrays at 200,000 parameters).
+        # Its augmented assignments (p -= ..., exp_avg += ...) update the pieces in place, so views
+        # into state.p stay valid; a result that is a new array (SGD's first momentum buffer is the
+        # gradient itself) is copied in.
+        for start in range(0, len(grad), _PIECE):
+            p, g, *old = (a[start:start + _PIECE] for a in (state.p, grad, *slots))
+            for s, x in zip((p, *old), update(p, g, *old)):
+                if x is not s:
+                    s[...] = x
+        self.steps, self._last_lr = t, lr
+        state._steps = t
+        self._unwritten = state
 
     def zero_grad(self) -> None:
         """Set every parameter's ``.grad`` to 0 (before each ``backward()``)."""
@@ -112,14 +212,50 @@ class Optimizer:
         return f"{type(self).__name__}({len(self.params)} parameters, lr={self.lr:g}, steps={self.steps})"
 
 
+class ArrayState:
+    """An optimizer's parameters and per-parameter state as numpy arrays (``Optimizer.array_state()``).
+
+    ``p`` holds every parameter's value (float64, in the order of ``optimizer.params``) and
+    ``slots`` the state by name (``slots["exp_avg"]`` for Adam). ``step_arrays`` updates them in
+    place; ``write_back()`` copies them to the Values' ``.data`` and to the optimizer's own state.
+    """
+
+    def __init__(self, optimizer: Optimizer):
+        import numpy as np
+
+        self.optimizer = optimizer
+        self.p = np.array([p.data for p in optimizer.params], dtype=np.float64)
+        self.slots = {name: np.array(values, dtype=np.float64) for name, values in optimizer._state.items()}
+        self._steps = optimizer.steps
+
+    def write_back(self) -> None:
+        """Bring the Values and the optimizer's eager state up to date with the arrays, so that
+        ``predict``, saving, a callback or an eager ``step()`` see what the array steps made."""
+        opt = self.optimizer
+        if self._steps != opt.steps:
+            raise RuntimeError(f"this ArrayState holds the parameters after step {self._steps}, but the optimizer "
+                               f"has made {opt.steps} steps; writing it back would undo the later ones. "
+                               f"Call opt.array_state() for a fresh one")
+        for v, x in zip(opt.params, self.p.tolist()):
+            v.data = x
+        for name, values in self.slots.items():
+            opt._state[name] = values.tolist()
+        if opt._unwritten is self:
+            opt._unwritten = None
+
+    def __repr__(self) -> str:
+        return f"ArrayState({len(self.p)} parameters, {type(self.optimizer).__name__}, steps={self._steps})"
+
+
 class SGD(Optimizer):
     """Stochastic gradient descent, with optional momentum and weight decay (``torch.optim.SGD``).
 
     Per parameter ``p`` with gradient ``g`` and learning rate ``lr``::
 
         d = g + weight_decay * p
-        buf = d  (first step),  buf = momentum * buf + d  (later steps)    # only if momentum > 0
-        p = p - lr * buf  (or  p - lr * d  without momentum)
+        buf = d  (first step),  buf = momentum * buf + (1 - dampening) * d  (later)   # if momentum > 0
+        d = d + momentum * buf  (nesterov),  else  d = buf                            # if momentum > 0
+        p = p - lr * d
 
     >>> from chainrule import Value
     >>> w = Value(1.0); opt = SGD([w], lr=0.1, momentum=0.9)
@@ -129,28 +265,35 @@ class SGD(Optimizer):
     0.71
     """
 
+    _slots = ("momentum_buffer",)
+
     def __init__(self, params: Iterable[Value], lr: LearningRate = 0.01, momentum: float = 0.0,
-                 weight_decay: float = 0.0):
+                 weight_decay: float = 0.0, dampening: float = 0.0, nesterov: bool = False):
         super().__init__(params, lr)
         self.momentum = _check_number("momentum", momentum, 0.0, 1.0)
         self.weight_decay = _check_number("weight_decay", weight_decay)
-        self._buf: list[float] | None = None
+        self.dampening = _check_number("dampening", dampening, 0.0, 1.0, high_open=False)
+        if not isinstance(nesterov, bool):
+            raise TypeError(f"nesterov must be True or False, got {type(nesterov).__name__}")
+        if nesterov and (self.momentum == 0 or self.dampening != 0):
+            raise ValueError("nesterov=True needs momentum > 0 and dampening = 0 (as in torch.optim.SGD)")
+        self.nesterov = nesterov
 
-    def _update(self, lr: float) -> None:
-        wd, mu = self.weight_decay, self.momentum
-        if mu == 0:
-            for p in self.params:
-                d = p.grad + wd * p.data if wd else p.grad
-                p.data = p.data - lr * d
-            return
-        first = self._buf is None
-        if first:
-            self._buf = [0.0] * len(self.params)
-        buf = self._buf
-        for i, p in enumerate(self.params):
-            d = p.grad + wd * p.data if wd else p.grad
-            buf[i] = d if first else mu * buf[i] + d
-            p.data = p.data - lr * buf[i]
+    def _rule(self, m, lr, t):
+        mu, wd, dampening, nesterov = self.momentum, self.weight_decay, self.dampening, self.nesterov
+
+        def update(p, g, buf):
+            d = g + wd * p if wd else g
+            if mu:
+                if t == 1:
+                    buf = d
+                else:
+                    buf *= mu
+                    buf += (1 - dampening) * d
+                d = d + mu * buf if nesterov else buf
+            p -= lr * d
+            return p, buf
+        return update
 
 
 class Adam(Optimizer):
@@ -169,6 +312,7 @@ class Adam(Optimizer):
     """
 
     _decoupled = False
+    _slots = ("exp_avg", "exp_avg_sq")
 
     def __init__(self, params: Iterable[Value], lr: LearningRate = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0):
@@ -180,29 +324,26 @@ class Adam(Optimizer):
         self.betas = (_check_number("betas[0]", beta1, 0.0, 1.0), _check_number("betas[1]", beta2, 0.0, 1.0))
         self.eps = _check_number("eps", eps)
         self.weight_decay = _check_number("weight_decay", weight_decay)
-        n = len(self.params)
-        self._m = [0.0] * n
-        self._v = [0.0] * n
 
-    def _update(self, lr: float) -> None:
-        beta1, beta2 = self.betas
-        wd, eps = self.weight_decay, self.eps
-        t = self.steps + 1
+    def _rule(self, m, lr, t):
         # The same operations in the same order as PyTorch's single-tensor Adam, so that float
-        # rounding agrees too.
+        # rounding agrees too. The bias corrections depend on the step only: computed once per step.
+        (beta1, beta2), eps, wd, decoupled = self.betas, self.eps, self.weight_decay, self._decoupled
         step_size = lr / (1 - beta1 ** t)
         bias_correction2_sqrt = math.sqrt(1 - beta2 ** t)
-        m, v = self._m, self._v
-        for i, p in enumerate(self.params):
-            g = p.grad
-            if self._decoupled:
-                p.data = p.data * (1 - lr * wd)
+
+        def update(p, g, exp_avg, exp_avg_sq):
+            if decoupled:
+                p *= 1 - lr * wd
             elif wd:
-                g = g + wd * p.data
-            m[i] = m[i] + (g - m[i]) * (1 - beta1)
-            v[i] = v[i] * beta2 + (1 - beta2) * g * g
-            denom = math.sqrt(v[i]) / bias_correction2_sqrt + eps
-            p.data = p.data - step_size * (m[i] / denom)
+                g = g + wd * p
+            exp_avg += (g - exp_avg) * (1 - beta1)
+            exp_avg_sq *= beta2
+            exp_avg_sq += (1 - beta2) * g * g
+            denom = m.sqrt(exp_avg_sq) / bias_correction2_sqrt + eps
+            p -= step_size * (exp_avg / denom)
+            return p, exp_avg, exp_avg_sq
+        return update
 
 
 class AdamW(Adam):
