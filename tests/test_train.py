@@ -10,7 +10,7 @@ import pytest
 
 from chainrule import MLP
 from chainrule.data import make_blobs, make_moons
-from chainrule.losses import mse_loss
+from chainrule.losses import hinge_loss, mse_loss
 from chainrule.optim import SGD, Adam
 from chainrule.train import History, accuracy, evaluate, fit, predict, seed_everything
 
@@ -324,32 +324,45 @@ def test_history_repr_and_dict():
 
 
 def _count_recordings(monkeypatch) -> list:
-    """Spy on the replay's recording step: the returned list gets each recording's batch size."""
+    """Spy on the replay's recording steps: the returned list gets the kind of each recording
+    ("example" for one example's objective, or the batch size of a whole-batch recording)."""
     replay = pytest.importorskip("chainrule.replay")
     sizes = []
-    real_record = replay.Compiled._record
+    real_batched, real_compiled = replay.Batched._record, replay.Compiled._record
 
-    def record(self, args):
+    def record_batched(self, arrays):
+        sizes.append("example")
+        return real_batched(self, arrays)
+
+    def record_compiled(self, args):
         sizes.append(len(args[0]))
-        return real_record(self, args)
-    monkeypatch.setattr(replay.Compiled, "_record", record)
+        return real_compiled(self, args)
+    monkeypatch.setattr(replay.Batched, "_record", record_batched)
+    monkeypatch.setattr(replay.Compiled, "_record", record_compiled)
     return sizes
 
 
-def test_compiled_training_records_once_per_batch_size(monkeypatch):
-    """compiled=True records the loss once per batch size (4, then 2 for 10 examples in batches of 4)
-    for -1/+1 targets, which are fed as data."""
+def test_compiled_training_records_one_example_once(monkeypatch):
+    """compiled=True records one example's loss once, whatever the batch sizes (4, then 2 for 10
+    examples in batches of 4); a loss function of one's own is recorded per batch size instead."""
     sizes = _count_recordings(monkeypatch)
     X, y = make_moons(10, noise=0.1, seed=0)
     fit(MLP(2, [4, 1], activation="relu", output_activation="linear"), X, y, steps=9, batch_size=4,
         compiled=True, progress=False, seed=0)
+    assert sizes == ["example"]
+    sizes.clear()
+
+    def my_hinge(scores, targets):
+        return hinge_loss(scores, targets)
+    fit(MLP(2, [4, 1], activation="relu", output_activation="linear"), X, np.where(y > 0, 1.0, -1.0),
+        loss=my_hinge, steps=9, batch_size=4, compiled=True, progress=False, seed=0)
     assert sizes == [4, 2]
 
 
-def test_compiled_cross_entropy_records_once_per_batch_size_and_equals_eager(monkeypatch):
+def test_compiled_cross_entropy_records_once_and_equals_eager(monkeypatch):
     """With cross-entropy on shuffled minibatches, compiled=True passes one-hot float targets, so one
-    recording serves every batch of a size (9 examples in batches of 4: sizes 4 and 1, over 5 epochs
-    of different class orders), and the losses, accuracies and weights equal eager training's."""
+    recording of one example serves every batch (9 examples in batches of 4: sizes 4 and 1, over 5
+    epochs of different class orders), and the losses, accuracies and weights equal eager training's."""
     X, y = make_blobs(9, seed=0)
     sizes = _count_recordings(monkeypatch)
     runs = []
@@ -360,7 +373,7 @@ def test_compiled_cross_entropy_records_once_per_batch_size_and_equals_eager(mon
                 progress=False, seed=2, optimizer=Adam(model.parameters(), lr=0.05))
         runs.append((h, [p.data for p in model.parameters()], list(sizes)))
     (h_eager, w_eager, eager_sizes), (h_comp, w_comp, comp_sizes) = runs
-    assert eager_sizes == [] and comp_sizes == [4, 1]
+    assert eager_sizes == [] and comp_sizes == ["example"]
     np.testing.assert_allclose(h_comp.loss, h_eager.loss, rtol=1e-12, atol=0)
     assert h_comp.accuracy == h_eager.accuracy
     np.testing.assert_allclose(w_comp, w_eager, rtol=1e-12, atol=1e-12)

@@ -9,6 +9,9 @@ The loop inside ``fit`` is the lecture's, written out so it reads top to bottom:
     optimizer.step()                                  # update
     step 12 | loss 0.4182 | acc 87.0% | lr 0.892      # log
 
+(``compiled=True`` replays one example's recorded loss over each batch instead; the steps
+themselves live in :mod:`chainrule.steps`.)
+
 Labels. Datasets number their classes 0..C-1, and each loss wants its own kind of target, so
 ``fit`` converts: ``hinge`` (and the squared errors ``mse``/``sse`` on two classes) use -1/+1,
 with 0 becoming -1; ``bce`` uses 0/1, with -1 becoming 0; ``cross_entropy`` uses the class numbers
@@ -32,6 +35,7 @@ import itertools
 import numbers
 import random
 import sys
+import weakref
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
@@ -43,6 +47,7 @@ from .engine import Value, no_grad
 from .losses import LOSSES, bce_with_logits, hinge_loss, l2_penalty, mse_loss, softmax_cross_entropy, sse_loss
 from .nn import MLP
 from .optim import OPTIMIZERS, SGD, Optimizer
+from .steps import EagerSteps, ReplayedSteps, WholeBatchSteps, objective
 
 __all__ = ["History", "accuracy", "evaluate", "fit", "predict", "seed_everything"]
 
@@ -136,7 +141,9 @@ def predict(model: MLP, X, compiled: bool = False) -> np.ndarray:
     one output, (n, C) for C outputs. No graph is kept (``no_grad``).
 
     ``compiled=True`` records the model once on one example and evaluates all rows at once with
-    numpy (:func:`chainrule.compile`): the same numbers, much faster for many rows.
+    numpy (:func:`chainrule.vmap`): the same numbers, much faster for many rows. The recording is
+    kept for the next call and made again when the model's structure changed (a layer, an
+    activation or a parameter object); new weights need no new recording.
 
     >>> import random; random.seed(0)
     >>> from chainrule import MLP
@@ -147,7 +154,7 @@ def predict(model: MLP, X, compiled: bool = False) -> np.ndarray:
     """
     X = _as_matrix(X, model.nin, "X")
     if compiled:
-        return _compiled_forward(model).batch(X)
+        return _compiled_forward(model)(X)
     with no_grad(), _cycle_collector_paused():
         return _to_array([model(row) for row in X.tolist()])
 
@@ -169,10 +176,18 @@ def _cycle_collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _compiled_forward(model: MLP):
-    from .replay import compile
+_RECORDED_MODELS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
-    return compile(model)
+
+def _compiled_forward(model: MLP):
+    """``vmap(model)`` for ``model``, recorded once and kept while the model's structure stays."""
+    from .replay import structure_of, vmap
+
+    kept = _RECORDED_MODELS.get(model)
+    structure = structure_of(model)
+    if kept is None or kept[0] != structure:
+        kept = _RECORDED_MODELS[model] = (structure, vmap(model, reduce=None))
+    return kept[1]
 
 
 def _to_array(scores) -> np.ndarray:
@@ -249,20 +264,6 @@ def _targets(loss_fn: Callable, y, n: int, name: str) -> np.ndarray:
     return y.astype(np.float64) if kind == "sign" else y
 
 
-def _objective(model: MLP, loss_fn: Callable, l2: float):
-    """Forward one batch: returns (loss, scores); ``loss`` is the data loss plus the L2 penalty."""
-    params = model.parameters()
-
-    def objective(X_rows: list, targets: list):
-        scores = [model(x) for x in X_rows]
-        loss = loss_fn(scores, targets)
-        if l2:
-            loss = loss + l2_penalty(params, l2)
-        return loss, scores
-
-    return objective
-
-
 def _resolve_optimizer(optimizer, params: list[Value], steps: int) -> Optimizer:
     if optimizer is None:
         # micrograd's demo schedule, stretched over however many steps there are.
@@ -278,23 +279,22 @@ def _resolve_optimizer(optimizer, params: list[Value], steps: int) -> Optimizer:
 
 
 def _batches(X: np.ndarray, t: np.ndarray, batch_size: int | None, seed: int | None) -> Iterator[tuple]:
-    """Endless (rows, targets) batches: the whole set every step, or shuffled minibatches epoch
+    """Endless (rows, targets) batches as arrays: the whole set every step, or shuffled minibatches epoch
     after epoch, epoch ``e`` shuffled with ``seed + e`` so that one seed fixes every batch."""
     if not batch_size or batch_size >= len(X):
-        rows, targets = X.tolist(), t.tolist()
         while True:
-            yield rows, targets
+            yield X, t
     base = seed if seed is not None else random.randrange(2**31)
     for epoch in itertools.count():
-        for Xb, tb in minibatches(X, t, batch_size, seed=(base + epoch) % 2**32):
-            yield Xb.tolist(), tb.tolist()
+        yield from minibatches(X, t, batch_size, seed=(base + epoch) % 2**32)
 
 
 # --- the loop -------------------------------------------------------------------------------------
 
 def fit(model: MLP, X, y, *, loss="hinge", optimizer=None, steps: int = 100, batch_size: int | None = None,
         l2: float = 0.0, X_test=None, y_test=None, callbacks: Sequence[Callback] = (), progress: bool = True,
-        compiled: bool = False, seed: int | None = None, log_every: int | None = 10) -> History:
+        compiled: bool = False, seed: int | None = None, log_every: int | None = 10,
+        replay_checks: int = 2) -> History:
     """Train ``model`` on ``(X, y)`` for ``steps`` optimizer steps; returns the :class:`History`.
 
     - ``loss``: a name from ``chainrule.losses.LOSSES`` (``hinge``, ``bce``, ``cross_entropy``,
@@ -311,8 +311,15 @@ def fit(model: MLP, X, y, *, loss="hinge", optimizer=None, steps: int = 100, bat
       (``history.stopped_early`` records which), with a last test evaluation and log line.
     - ``progress``: a tqdm progress bar with loss and accuracy (when tqdm is installed) and a log
       line every ``log_every`` steps (and on the last); ``progress=False`` prints nothing.
-    - ``compiled``: record the batch's loss once per batch size and replay it with numpy
-      (:func:`chainrule.compile`) instead of rebuilding the graph every step.
+    - ``compiled``: record ONE example's loss once and replay it over every batch with numpy
+      (:func:`chainrule.vmap`), with the parameters and the optimizer's state in arrays, instead of
+      rebuilding the graph every step. The model's Values are brought up to date when ``fit``
+      returns and before each callback (see :mod:`chainrule.steps`). A loss function of your own
+      may not be a sum of per-example terms, so it is recorded on the whole batch, once per batch
+      size (:func:`chainrule.compile`).
+    - ``replay_checks``: with ``compiled``, the first this many replayed steps also run one
+      example eagerly and raise :class:`~chainrule.ReplayMismatchError` if the replay disagrees
+      (the loss depends on numbers in a way a recording cannot see). 0 turns the guard off.
     - ``seed``: seeds ``random`` and numpy (:func:`seed_everything`) and fixes the batch order.
 
     >>> import random; random.seed(1)
@@ -339,41 +346,54 @@ def fit(model: MLP, X, y, *, loss="hinge", optimizer=None, steps: int = 100, bat
         raise ValueError("give both X_test and y_test, or neither")
     if X_test is not None:
         X_test = _as_matrix(X_test, model.nin, "X_test")
-        test = (X_test.tolist(), _targets(loss_fn, y_test, len(X_test), "y_test").tolist())
+        test = (X_test, _targets(loss_fn, y_test, len(X_test), "y_test"))
     if seed is not None:
         seed_everything(seed)
     optimizer = _resolve_optimizer(optimizer, model.parameters(), steps)
-    objective = _objective(model, loss_fn, float(l2))
-    n_classes = width if _TARGET_KIND.get(loss_fn) == "class" else None
-    train_step = _compiled_objective(objective, n_classes) if compiled else objective
+    trainer = _trainer(model, loss_fn, float(l2), optimizer, width, compiled, replay_checks)
     batches = _batches(X, t, batch_size, seed)
     history = History()
     bar, say = _progress(steps) if progress else (None, None)
     with _cycle_collector_paused(), (bar if bar is not None else nullcontext()):
         for k in range(steps):
             Xb, tb = next(batches)
-            loss, scores = train_step(Xb, tb)                  # forward
-            optimizer.zero_grad()                              # zero grads
-            loss.backward()                                    # backward
-            optimizer.step()                                   # update
+            loss, scores = trainer.step(Xb, tb)                # forward, zero grads, backward, update
 
-            history.loss.append(loss.data)                     # log
+            history.loss.append(loss)                          # log
             history.accuracy.append(accuracy(scores, tb))
             history.lr.append(float(optimizer.lr))
-            stop = any([bool(cb(k, history, model)) for cb in callbacks])
+            stop = False
+            if callbacks:
+                trainer.sync()                                 # the Values as the callbacks should see them
+                stop = any([bool(cb(k, history, model)) for cb in callbacks])
+                trainer.resume()
             if stop:
                 history.stopped_early = k
             if stop or k == steps - 1 or (log_every and k % log_every == 0):
                 if test is not None:
-                    _evaluate(objective, test, k, history)
+                    _evaluate(trainer, test, k, history)
                 if say is not None and log_every:
                     say(_log_line(k, history))
             if bar is not None:
-                bar.set_postfix({"loss": f"{loss.data:.4f}", "acc": f"{history.accuracy[-1]:.1%}"}, refresh=False)
+                bar.set_postfix({"loss": f"{loss:.4f}", "acc": f"{history.accuracy[-1]:.1%}"}, refresh=False)
                 bar.update(1)
             if stop:
                 break
+        trainer.sync()
     return history
+
+
+def _trainer(model: MLP, loss_fn: Callable, l2: float, optimizer, width: int, compiled: bool, checks: int):
+    """How each step runs (:mod:`chainrule.steps`): eagerly, replayed per example over the batch
+    (built-in losses, which are means or sums of per-example terms), or replayed whole-batch."""
+    if isinstance(checks, bool) or not isinstance(checks, numbers.Integral) or checks < 0:
+        raise ValueError(f"replay_checks must be a whole number >= 0, got {checks!r}")
+    n_classes = width if _TARGET_KIND.get(loss_fn) == "class" else None
+    if not compiled:
+        return EagerSteps(model, loss_fn, l2, optimizer)
+    if loss_fn in _TARGET_KIND:
+        return ReplayedSteps(model, loss_fn, l2, optimizer, n_classes, int(checks))
+    return WholeBatchSteps(model, loss_fn, l2, optimizer, n_classes)
 
 
 def evaluate(model: MLP, X, y, *, loss="hinge", l2: float = 0.0) -> tuple[float, float]:
@@ -391,15 +411,14 @@ def evaluate(model: MLP, X, y, *, loss="hinge", l2: float = 0.0) -> tuple[float,
     X = _as_matrix(X, model.nin, "X")
     t = _targets(loss_fn, y, len(X), "y")
     with no_grad(), _cycle_collector_paused():
-        loss_value, scores = _objective(model, loss_fn, float(l2))(X.tolist(), t.tolist())
+        loss_value, scores = objective(model, loss_fn, float(l2))(X.tolist(), t.tolist())
     return loss_value.data, accuracy(scores, t)
 
 
-def _evaluate(objective, test: tuple, k: int, history: History) -> None:
-    with no_grad():
-        loss_value, scores = objective(*test)
+def _evaluate(trainer, test: tuple, k: int, history: History) -> None:
+    loss_value, scores = trainer.evaluate(*test)
     history.test_step.append(k)
-    history.test_loss.append(loss_value.data)
+    history.test_loss.append(loss_value)
     history.test_accuracy.append(accuracy(scores, test[1]))
 
 
@@ -423,27 +442,3 @@ def _progress(steps: int):
         tqdm.write(line, file=sys.stdout)
 
     return bar, say
-
-
-def _compiled_objective(objective, n_classes: int | None):
-    """``objective`` recorded once per batch size and replayed (see :mod:`chainrule.replay`).
-
-    Rows and -1/+1 or 0/1 targets are floats, fed anew at every replay. Class numbers would not
-    be: a class number picks a logit, so a replay bakes it in. With ``n_classes`` set, the labels
-    are passed to the loss as one-hot float rows instead (``softmax_cross_entropy`` takes either,
-    with the same result), so one recording serves every shuffled batch of the same size.
-    """
-    from .replay import compile
-
-    recordings: dict[int, object] = {}
-    eye = None if n_classes is None else np.eye(n_classes)
-
-    def step(X_rows: list, targets: list):
-        compiled = recordings.get(len(X_rows))
-        if compiled is None:
-            compiled = recordings[len(X_rows)] = compile(objective)
-        if eye is not None:
-            targets = eye[np.asarray(targets, dtype=np.intp)]
-        return compiled(X_rows, targets)
-
-    return step

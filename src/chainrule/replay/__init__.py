@@ -70,10 +70,10 @@ from typing import Callable
 
 from .batched import ArrayStep, Batched
 from .errors import NotReplayableError, ReplayMismatchError
-from .run import Compiled, ReplayValue
+from .run import Compiled, ReplayValue, structure_of
 
 __all__ = ["ArrayStep", "Batched", "Compiled", "NotReplayableError", "ReplayMismatchError", "ReplayValue",
-           "compile", "vmap"]
+           "compile", "structure_of", "vmap"]
 
 
 def compile(fn: Callable, checks: int = 0) -> Compiled:

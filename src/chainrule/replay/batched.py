@@ -18,7 +18,7 @@ from . import args as A
 from .errors import NotReplayableError, ReplayMismatchError
 from .plan import plan
 from .record import record
-from .run import ReplayValue, _below, _Buffer, _forward_rows, _feed_rows, _mismatch, _Replay, _Run, _structure
+from .run import ReplayValue, _below, _Buffer, _forward_rows, _feed_rows, _mismatch, _Replay, _Run, structure_of
 
 __all__ = ["ArrayStep", "Batched"]
 
@@ -79,7 +79,7 @@ class Batched(_Replay):
         _, tree, _, graph = record(self.fn, make_args, 0 if self.reduce is None else 1, self._flatten)
         self._program, self._tree = plan(graph), tree
         self._shapes = [s[1] for s in specs]
-        self._structure = _structure(self.fn)
+        self._structure = structure_of(self.fn)
 
     def _ensure(self, args) -> list[np.ndarray]:
         arrays = self._arrays(args)

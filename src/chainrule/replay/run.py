@@ -100,17 +100,10 @@ class ReplayValue:
         return f"ReplayValue(data={self.data:.4f})"
 
 
-class _Roots:
-    """A stand-in node whose inputs are several Values, so that one walk covers them all."""
-    __slots__ = ("_prev",)
-
-    def __init__(self, values):
-        self._prev = tuple(values)
-
-
 def _below(values: list) -> list:
-    """``values`` and every Value they were made from, each after its inputs."""
-    return topological_order(_Roots(values))[:-1]
+    """``values`` and every Value they were made from, each after its inputs: one walk from a
+    stand-in node whose inputs are all of them (the stand-in itself dropped)."""
+    return topological_order(Value(0.0, tuple(values)))[:-1]
 
 
 def _continue_below(values: list, grads: list) -> None:
@@ -170,7 +163,7 @@ class _Replay:
             S[:p.n_live] = [v.data for v in p.live]
 
     def _check_model(self) -> None:
-        if self._structure is not None and _structure(self.fn) != self._structure:
+        if self._structure is not None and structure_of(self.fn) != self._structure:
             raise ReplayMismatchError(
                 f"the model changed since it was recorded (a layer, an activation or a parameter object is "
                 f"different): the replay would run the old one. Compile it again")
@@ -190,8 +183,9 @@ class _Replay:
                 _continue_below([p.live[s] for s in frontier], grads[frontier].tolist())
 
 
-def _structure(fn):
-    """What identifies a model's structure: its parameter objects and every neuron's activation."""
+def structure_of(fn):
+    """What identifies a model's structure: its parameter objects, every neuron's activation and its
+    repr (None for a plain function). A replay of a model refuses to run once this changes."""
     if not hasattr(fn, "parameters") or not callable(fn.parameters):
         return None
     acts = tuple(getattr(n, "activation", None) for layer in getattr(fn, "layers", ())
@@ -237,7 +231,7 @@ class Compiled(_Replay):
             return [A.make_values(s, a, inputs) for s, a in zip(specs, args)], inputs
         _, tree, _, graph = record(self.fn, make_args, None, A.flatten)
         self._program, self._specs, self._tree = plan(graph), specs, tree
-        self._structure = _structure(self.fn)
+        self._structure = structure_of(self.fn)
         buffer = self._take(None)
         buffer.S[:], buffer.E[:] = self._program.first_S, self._program.first_E
         return self._results(_Run(self, buffer))

@@ -1,0 +1,184 @@
+"""How ``fit`` takes one training step: eagerly, or replayed (``compiled=True``).
+
+Every kind of step has the same four methods, so ``fit``'s loop reads the same for all of them:
+``step(Xb, tb) -> (loss, scores)`` trains on one batch, ``evaluate(X, t) -> (loss, scores)``
+scores a set without training, ``sync()`` brings the model's Values up to date and ``resume()``
+picks up whatever a callback changed.
+
+- :class:`EagerSteps`: the lecture's loop, a fresh graph of Values every step.
+- :class:`ReplayedSteps` (``compiled=True`` with a built-in loss): ONE example's objective is
+  recorded once (:func:`chainrule.vmap`) and replayed over every batch, forward and backward.
+  With an optimizer that steps on arrays (SGD, Adam, AdamW), the parameters and the optimizer's
+  state live in arrays for the whole run and no step does Python work per parameter. The rule for
+  the Values: they are brought up to date when ``fit`` returns and before every callback (which
+  may read and change them: the arrays are read back after it), never in between. So another
+  thread that reads the model during a compiled ``fit`` sees the weights as they were at the
+  start (or at the last callback).
+- :class:`WholeBatchSteps` (``compiled=True`` with your own loss function, which may not be a sum
+  of per-example terms): the batch's whole objective recorded once per batch size
+  (:func:`chainrule.compile`), parameters in Values.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from .engine import no_grad
+from .losses import l2_penalty, sse_loss
+from .nn import MLP
+
+__all__ = ["EagerSteps", "ReplayedSteps", "WholeBatchSteps", "objective"]
+
+
+def objective(model: MLP, loss_fn: Callable, l2: float):
+    """Forward one batch: returns (loss, scores); ``loss`` is the data loss plus the L2 penalty."""
+    params = model.parameters()
+
+    def batch_objective(X_rows: list, targets: list):
+        scores = [model(x) for x in X_rows]
+        loss = loss_fn(scores, targets)
+        if l2:
+            loss = loss + l2_penalty(params, l2)
+        return loss, scores
+
+    return batch_objective
+
+
+class EagerSteps:
+    """A new graph of Values every step: forward, zero grads, backward, update."""
+
+    def __init__(self, model: MLP, loss_fn: Callable, l2: float, optimizer):
+        self.objective = objective(model, loss_fn, l2)
+        self.optimizer = optimizer
+
+    def step(self, Xb: np.ndarray, tb: np.ndarray):
+        loss, scores = self.objective(Xb.tolist(), tb.tolist())   # forward
+        self.optimizer.zero_grad()                                 # zero grads
+        loss.backward()                                            # backward
+        self.optimizer.step()                                      # update
+        return loss.data, scores
+
+    def evaluate(self, X: np.ndarray, t: np.ndarray):
+        with no_grad():
+            loss, scores = self.objective(X.tolist(), t.tolist())
+        return loss.data, scores
+
+    def sync(self) -> None:
+        pass
+
+    def resume(self) -> None:
+        pass
+
+
+class WholeBatchSteps(EagerSteps):
+    """The batch's objective recorded once per batch size and replayed; parameters in Values.
+
+    Class numbers would be baked into a recording (a class number picks a logit), so with
+    ``n_classes`` set the labels go to the loss as one-hot float rows instead (the built-in
+    cross-entropy takes either, with the same result).
+    """
+
+    def __init__(self, model: MLP, loss_fn: Callable, l2: float, optimizer, n_classes: int | None):
+        super().__init__(model, loss_fn, l2, optimizer)
+        self.recordings: dict[int, object] = {}
+        self.eye = None if n_classes is None else np.eye(n_classes)
+
+    def _replay(self, Xb, tb):
+        from .replay import compile
+
+        compiled = self.recordings.get(len(Xb))
+        if compiled is None:
+            compiled = self.recordings[len(Xb)] = compile(self.objective)
+        targets = self.eye[tb.astype(np.intp)] if self.eye is not None else tb
+        return compiled(Xb, targets)
+
+    def step(self, Xb, tb):
+        loss, scores = self._replay(Xb, tb)                         # forward (replayed)
+        self.optimizer.zero_grad()                                  # zero grads
+        loss.backward()                                             # backward (replayed)
+        self.optimizer.step()                                       # update
+        return loss.data, scores
+
+
+class ReplayedSteps:
+    """One example's objective recorded once, replayed over each batch (see the module docstring).
+
+    The objective of one example is its loss term plus its share of the L2 penalty: a built-in
+    loss is a mean over examples (``sse`` a sum), so ``reduce`` is "mean" (share 1: the penalty
+    counts once in the mean) or "sum" (share 1/n of the penalty per example).
+    """
+
+    def __init__(self, model: MLP, loss_fn: Callable, l2: float, optimizer, n_classes: int | None,
+                 checks: int = 2):
+        from .replay import structure_of, vmap
+
+        params = model.parameters()
+
+        def example_objective(x, t, share):
+            score = model(x)
+            loss = loss_fn([score], [t])
+            if l2:
+                loss = loss + l2_penalty(params, l2) * share
+            return loss, score
+
+        self.model, self.optimizer = model, optimizer
+        self.reduce = "sum" if loss_fn is sse_loss else "mean"
+        self.batched = vmap(example_objective, reduce=self.reduce, checks=checks)
+        self.eye = None if n_classes is None else np.eye(n_classes)
+        self.arrays = hasattr(optimizer, "array_state") and hasattr(optimizer, "step_arrays")
+        self._structure_of = structure_of
+        if self.arrays:
+            self.value_and_grad = self.batched.value_and_grad(optimizer.params)
+            self.state = optimizer.array_state()
+            self.structure = structure_of(model)
+            self.grad = None
+
+    def _inputs(self, X: np.ndarray, t: np.ndarray) -> tuple:
+        targets = self.eye[t.astype(np.intp)] if self.eye is not None else t.astype(float)
+        share = np.full(len(X), 1.0 if self.reduce == "mean" else 1.0 / len(X))
+        return X, targets, share
+
+    def step(self, Xb, tb):
+        inputs = self._inputs(Xb, tb)
+        if not self.arrays:
+            loss, scores = self.batched(*inputs)                    # forward (replayed over the batch)
+            self.optimizer.zero_grad()                              # zero grads
+            loss.backward()                                         # backward (replayed)
+            self.optimizer.step()                                   # update
+            return loss.data, scores
+        (loss, scores), grad = self.value_and_grad(self.state.p, *inputs)   # forward and backward
+        self.optimizer.step_arrays(self.state, grad)                        # update, on arrays
+        self.grad = grad
+        return loss, scores
+
+    def evaluate(self, X, t):
+        if not self.arrays:
+            with no_grad():
+                loss, scores = self.batched(*self._inputs(X, t))
+            return loss.data, scores
+        return self.value_and_grad.value(self.state.p, *self._inputs(X, t))
+
+    def sync(self) -> None:
+        """Write the arrays back: parameters' ``.data`` and ``.grad`` (the last step's gradient, as
+        eager ``fit`` leaves it) and the optimizer's own state."""
+        if not self.arrays:
+            return
+        self.state.write_back()
+        if self.grad is not None:
+            for p, g in zip(self.optimizer.params, self.grad.tolist()):
+                p.grad = g
+
+    def resume(self) -> None:
+        """After a callback: refuse a model whose structure changed, read the Values back."""
+        if not self.arrays:
+            return
+        from .replay import ReplayMismatchError
+
+        if self._structure_of(self.model) != self.structure:
+            raise ReplayMismatchError(
+                "a callback changed the model's structure (a layer, an activation or a parameter object) "
+                "during a compiled fit; the replay would keep training the old one. Change the model "
+                "before fit, or train with compiled=False")
+        self.state = self.optimizer.array_state()
