@@ -149,15 +149,19 @@ class Batched(_Replay):
     # --- the eager re-run guard ---
 
     def _check_eagerly(self, arrays, data_of) -> None:
-        """Run ``fn`` eagerly on the batch's first example and compare its loss and every captured
-        Value's gradient with a replay of that example; restores every ``.data`` and ``.grad``."""
+        """Run ``fn`` eagerly on three examples of the batch (first, middle, last) and compare each
+        one's loss, and the gradient of their reduced loss for every captured Value, with a replay
+        of those examples. Every ``.data`` and ``.grad`` it touches is restored afterwards (while
+        it runs, the captured Values hold the replay's current numbers)."""
         p = self._program
-        row = [a[:1] for a in arrays]
-        fill = self._read_live if data_of is None else data_of
-        buffer = self._forward(row, fill)
+        n = arrays[0].shape[0]
+        rows = sorted({0, n // 2, n - 1})
+        picked = [a[rows] for a in arrays]
+        buffer = self._forward(picked, self._read_live if data_of is None else data_of)
         try:
-            replayed = [self._loss(buffer) if self.reduce else 0.0]
-            grads = buffer.run_backward(p, 0, 1.0)
+            example, s = p.outs[0]
+            replayed = buffer.E[s].copy() if example else np.full(len(rows), buffer.S[s])
+            grads = buffer.run_backward(p, 0, self._seed(len(rows)))
         finally:
             self._give_back(buffer)
         below = _below(p.live)
@@ -170,12 +174,17 @@ class Batched(_Replay):
                     v.data = x
             for v in below:
                 v.grad = 0.0
-            inputs: list[Value] = []
-            values = [A.make_values(("float", s), a[0], inputs) for s, a in zip(self._shapes, arrays)]
-            out = self.fn(*values)
-            loss = out[0] if self._has_aux else out
-            loss.backward()
-            _mismatch("the loss of example", replayed, [loss.data])
+            losses = []
+            for r in range(len(rows)):
+                inputs: list[Value] = []
+                values = [A.make_values(("float", shape), a[r], inputs) for shape, a in zip(self._shapes, picked)]
+                out = self.fn(*values)
+                losses.append(out[0] if self._has_aux else out)
+            total = losses[0]
+            for loss in losses[1:]:
+                total = total + loss
+            (total * (1.0 / len(rows)) if self.reduce == "mean" else total).backward()
+            _mismatch("the loss of checked example", replayed, [loss.data for loss in losses])
             _mismatch("the gradient of captured Value number", grads, [v.grad for v in p.live])
         finally:
             for v, data, grad in saved:

@@ -201,8 +201,8 @@ def _mismatch(what: str, replayed, eager) -> None:
         return
     i = int(np.flatnonzero(~close.reshape(-1))[0])
     raise ReplayMismatchError(
-        f"the replay disagrees with running fn eagerly: {what} {i} is {replayed.reshape(-1)[i]!r} replayed "
-        f"but {eager.reshape(-1)[i]!r} eagerly. fn's graph depends on numbers it saw while recording (an if "
+        f"the replay disagrees with running fn eagerly: {what} {i} is {float(replayed.reshape(-1)[i])!r} "
+        f"replayed but {float(eager.reshape(-1)[i])!r} eagerly. fn's graph depends on numbers it saw while recording (an if "
         f"on .data, max over .data, a no_grad() baseline) or the model changed since; keep such decisions "
         f"in the graph (relu instead of an if), or run fn without compile")
 

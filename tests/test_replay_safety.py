@@ -1,0 +1,343 @@
+"""The compiled replay never gives a silent wrong answer (issue 13): each blind spot is either
+computed as eager computes it or refused with a named error."""
+
+import math
+import random
+import threading
+
+import numpy as np
+import pytest
+
+from chainrule import MLP, Value, no_grad, primitive
+from chainrule.replay import NotReplayableError, ReplayMismatchError, compile, vmap
+
+
+def assert_close(actual, expected, rtol=1e-12):
+    """Relative 1e-12 with an absolute floor scaled by the largest finite magnitude; nan and inf
+    must sit in the same places."""
+    actual, expected = np.asarray(actual, dtype=float), np.asarray(expected, dtype=float)
+    finite = expected[np.isfinite(expected)]
+    scale = max(1.0, float(np.max(np.abs(finite)))) if finite.size else 1.0
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale, equal_nan=True)
+
+
+# --- 1. captured interior nodes ----------------------------------------------------------------
+
+def test_captured_interior_node_is_read_live_and_its_gradient_continues_below():
+    """A node made by an op before compile (w3 = w * 3) is read at every call, and backward gives
+    it and the leaf below it the gradients eager backward gives."""
+    w = Value(1.5)
+    w3 = w * 3
+    f = compile(lambda x: (w3 * x).tanh() + w * x)
+    f(2.0)
+    w3.data = 5.0
+    out = f(2.0)
+    assert out.data == pytest.approx(math.tanh(10.0) + 3.0, rel=1e-15)
+    out.backward()
+    replayed = (w3.grad, w.grad)
+    w.grad = w3.grad = 0.0
+    eager = (w3 * Value(2.0)).tanh() + w * Value(2.0)
+    eager.backward()
+    assert_close(replayed, (w3.grad, w.grad))
+
+
+def test_parameters_made_by_ops_train_compiled_as_eager():
+    """A model whose weights are interior nodes (a scaled initial weight) trains to the same loss
+    compiled as eager, step for step (the silent 0.000000 vs 1.181109 of issue 13)."""
+    def run(compiled):
+        base = [Value(0.3), Value(-0.2)]
+        weights = [b * 2 for b in base]          # interior nodes, made before compile
+
+        def loss(x, y):
+            return (weights[0] * x + weights[1] - y) ** 2
+        step = compile(loss) if compiled else (lambda x, y: loss(Value(x), Value(y)))
+        losses = []
+        for k in range(30):
+            out = step(float(k % 3), 1.0)
+            for w in weights:
+                w.grad = 0.0
+            out.backward()
+            for w in weights:
+                w.data -= 0.05 * w.grad
+            losses.append(out.data)
+        return losses, [w.data for w in weights]
+    eager, compiled = run(False), run(True)
+    assert_close(compiled[0], eager[0])
+    assert_close(compiled[1], eager[1])
+    assert eager[0][-1] < eager[0][0] / 10
+
+
+def test_recording_does_not_scan_the_heap(monkeypatch):
+    """Telling captured Values from new ones uses the engine's track_created, not gc.get_objects."""
+    import gc
+
+    def refuse():
+        raise AssertionError("the replay scanned the heap")
+    monkeypatch.setattr(gc, "get_objects", refuse)
+    w = Value(2.0)
+    f = compile(lambda x: w * x)
+    f(1.0)
+    f(3.0).backward()
+    assert w.grad == 3.0
+
+
+# --- 2. several outputs -------------------------------------------------------------------------
+
+def test_backward_of_one_output_does_not_touch_another():
+    """Backward of output 1 gives eager's gradients even where output 0's derivative is nan (a
+    negative base's log) or would divide by zero (sqrt at 0)."""
+    p, q = Value(-2.0), Value(2.0)
+    f = compile(lambda x: [p ** q, q * x])
+    f(3.0)
+    f(3.0)[1].backward()
+    assert (q.grad, p.grad) == (3.0, 0.0)
+    w = Value(1.0)
+    g = compile(lambda x: [(w * x).sqrt(), w * x * 2])
+    g(1.0)
+    g(0.0)[1].backward()
+    assert w.grad == 0.0
+    w.grad = 0.0
+    g(0.0)[0].backward()                 # sqrt's slope at 0 is inf; times x = 0: nan, as eager
+    eager_w = Value(1.0)
+    (eager_w * Value(0.0)).sqrt().backward()
+    assert math.isnan(w.grad) and math.isnan(eager_w.grad)
+
+
+# --- 3. arguments that are not numbers ------------------------------------------------------------
+
+def test_values_inside_arguments_and_strings_are_refused():
+    """A Value inside a list argument, and text (never parsed as a number), are named errors."""
+    f = compile(lambda xs: xs[0] * 2)
+    with pytest.raises(TypeError, match=r"argument 0\[1\] is a Value.*argument 0\[1\]\.data"):
+        f([1.0, Value(2.0)])
+    with pytest.raises(TypeError, match="holds strings"):
+        f(["1.5"])
+    f([1.0])
+    with pytest.raises(TypeError, match="string '1.5'"):
+        f("1.5")
+    with pytest.raises(TypeError, match="holds strings"):
+        f(["1.5"])
+    with pytest.raises(TypeError, match=r"argument 0\[0\] is a Value"):
+        f([Value(1.0)])
+
+
+# --- 4. nan and inf -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("x", [math.nan, math.inf, -math.inf, 0.0, -0.0])
+def test_non_finite_numbers_replay_as_eager(x):
+    """relu, tanh, sigmoid, exp and the products around them give eager's numbers and gradients
+    for nan, inf and signed zeros (the element is recomputed with the scalar rule)."""
+    w = Value(0.5)
+
+    def fn(v):
+        return (v * w).relu() + (v * w).tanh() + (v * w).sigmoid() + ((v * w).relu() * 0.0).exp()
+    f = compile(fn)
+    f(1.0)
+    out = f(x)
+    out.backward()
+    replayed = (out.data, w.grad)
+    w.grad = 0.0
+    eager = fn(Value(x))
+    eager.backward()
+    assert_close(replayed, (eager.data, w.grad))
+
+
+def test_errors_where_eager_raises():
+    """Where eager raises for a finite input (log of 0, exp overflow) the replay raises the same error."""
+    w = Value(1.0)
+    f = compile(lambda x: (w * x).log() + (w * x).exp())
+    f(1.0)
+    with pytest.raises(ValueError, match="log"):
+        f(0.0)
+    with pytest.raises(OverflowError, match="exp"):
+        f(1000.0)
+
+
+# --- 5. threads ---------------------------------------------------------------------------------
+
+def test_two_threads_accumulate_every_gradient():
+    """Two threads calling a compiled function and backward() 200 times each add every gradient:
+    the total equals the exact sum (each call has its own buffers; adding into .grad is locked)."""
+    w = Value(0.25)
+    f = compile(lambda x: (w * x) * x)
+    f(1.0)
+    xs = [[float(i % 7) for i in range(200)], [float(i % 5) + 0.5 for i in range(200)]]
+
+    def work(values):
+        for x in values:
+            f(x).backward()
+    threads = [threading.Thread(target=work, args=(v,)) for v in xs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert w.grad == pytest.approx(sum(x * x for v in xs for x in v), rel=1e-12)
+
+
+def test_predict_while_another_thread_trains():
+    """predict(compiled=True) and evaluate in one thread while fit(compiled=True) trains the same
+    model in another: every reading is the model as it was when fit started (a compiled fit keeps
+    its weights in arrays until it returns; replay_checks=0, since the eager re-run guard sets the
+    weights for its duration) or, once fit has written them back, the trained model."""
+    from chainrule.data import make_moons
+    from chainrule.train import evaluate, fit, predict
+    random.seed(0)
+    X, y = make_moons(64, noise=0.1, seed=0)
+    model = MLP(2, [8, 1], activation="relu", output_activation="linear")
+    before = (predict(model, X), evaluate(model, X, y))
+    done = threading.Event()
+    seen, errors = [], []
+
+    def watch():
+        try:
+            while not done.is_set():
+                seen.append((predict(model, X, compiled=True), evaluate(model, X, y)))
+        except Exception as err:        # reported below
+            errors.append(err)
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        fit(model, X, y, steps=60, batch_size=16, compiled=True, progress=False, seed=0, replay_checks=0)
+    finally:
+        done.set()
+        watcher.join()
+    after = (predict(model, X), evaluate(model, X, y))
+    assert not errors and seen
+    assert not np.allclose(after[0], before[0])
+    for scores, result in seen:
+        expected = before if np.allclose(scores, before[0], rtol=1e-12, atol=1e-12) else after
+        np.testing.assert_allclose(scores, expected[0], rtol=1e-12, atol=1e-12)
+        assert result == pytest.approx(expected[1], rel=1e-12) or result == pytest.approx(after[1], rel=1e-12)
+    np.testing.assert_allclose(predict(model, X, compiled=True), after[0], rtol=1e-12, atol=1e-12)
+
+
+# --- 6. deep outputs ----------------------------------------------------------------------------
+
+def test_output_nested_3000_lists_deep():
+    """An output nested 3,000 lists deep comes back nested the same way, without RecursionError."""
+    w = Value(2.0)
+
+    def fn(x):
+        out = w * x
+        for _ in range(3000):
+            out = [out]
+        return out
+    f = compile(fn)
+    f(1.0)
+    result = f(4.0)
+    for _ in range(3000):
+        assert isinstance(result, list) and len(result) == 1
+        result = result[0]
+    assert result.data == 8.0
+    result.backward()
+    assert w.grad == 4.0
+
+
+# --- 7. what recording cannot see --------------------------------------------------------------
+
+def test_constant_made_from_a_values_number_is_refused():
+    """Value(x.data) and max over .data, made while recording, are NotReplayableError."""
+    w = Value(0.5)
+    with pytest.raises(NotReplayableError, match=r"Value\(x.data\)"):
+        compile(lambda x: Value((w * x).data) * x)(2.0)
+    with pytest.raises(NotReplayableError, match="an input"):
+        compile(lambda x: Value(x.data) * w)(2.0)
+
+    def max_of_data(xs):
+        return Value(max(v.data for v in xs)) * w + xs[0]
+    with pytest.raises(NotReplayableError):
+        compile(max_of_data)([1.0, 3.0])
+
+
+def test_closure_op_is_refused_and_a_registered_primitive_replays():
+    """A node whose derivative is a closure is a NotReplayableError naming chainrule.primitive; the
+    same op registered as a table row replays on arrays and equals eager."""
+    w = Value(0.5)
+
+    def cube(v):
+        out = Value(v.data ** 3, (v,), "cube")
+
+        def _backward():
+            v.grad += 3 * v.data ** 2 * out.grad
+        out._backward = _backward
+        return out
+    with pytest.raises(NotReplayableError, match="chainrule.primitive"):
+        compile(lambda x: cube(w * x))(2.0)
+    cube_op = primitive("cube_test_replay", lambda m, a: a * a * a, lambda m, g, out, a: (g * 3 * a * a,),
+                        replace=True)
+    f = compile(lambda x: cube_op(w * x) + w)
+    f(1.0)
+    out = f(2.0)
+    out.backward()
+    assert (out.data, w.grad) == (1.5, 7.0)          # 3 (w x)^2 x + 1 at w x = 1, x = 2
+
+
+def test_eager_rerun_guard_catches_value_dependent_code():
+    """checks=N re-runs fn eagerly on the first N replays and raises ReplayMismatchError naming the
+    difference for an if on .data and for a no_grad() baseline; without them the replay is silent."""
+    w = Value(1.0)
+
+    def branchy(x):
+        return w * x if x.data > 0 else w * x * -1.0
+    f = compile(branchy, checks=3)
+    f(1.0)
+    f(2.0)                                       # same branch: agrees
+    with pytest.raises(ReplayMismatchError, match="output 0 is -2.0 replayed but 2.0 eagerly"):
+        f(-2.0)
+
+    def baseline(x):
+        with no_grad():
+            base = w * x
+        return w * x - base
+    g = compile(baseline, checks=2)
+    g(1.0)
+    with pytest.raises(ReplayMismatchError, match="no_grad"):
+        g(3.0)
+
+
+def test_model_changed_after_recording_is_refused():
+    """A compiled model refuses to run once a layer is appended, an activation changes or a
+    parameter object is replaced; its weights changing needs nothing."""
+    from chainrule.nn import Layer
+    random.seed(0)
+    model = MLP(2, [3, 1])
+    f = compile(model)
+    f([1.0, 2.0])
+    model.layers[0].neurons[0].w[0].data = 0.25
+    assert f([1.0, 2.0]).data == pytest.approx(model([1.0, 2.0]).data, rel=1e-12)
+    model.layers[0].neurons[1].activation = "relu"
+    with pytest.raises(ReplayMismatchError, match="the model changed"):
+        f([1.0, 2.0])
+    model.layers[0].neurons[1].activation = "tanh"
+    f([1.0, 2.0])
+    model.layers[1].neurons[0].b = Value(0.0)
+    with pytest.raises(ReplayMismatchError, match="the model changed"):
+        f.batch([[1.0, 2.0]])
+    g = vmap(model, reduce=None)
+    g([[1.0, 2.0]])
+    model.layers.append(Layer(1, 1))
+    with pytest.raises(ReplayMismatchError, match="the model changed"):
+        g([[1.0, 2.0]])
+
+
+def test_fit_guard_and_structure_checks():
+    """compiled fit's first replayed steps are checked eagerly (a model whose forward branches on
+    .data is caught), and a callback that changes the model's structure is refused."""
+    from chainrule.data import make_moons
+    from chainrule.train import fit
+    X, y = make_moons(32, noise=0.1, seed=0)
+
+    class Branchy(MLP):
+        def __call__(self, x):
+            out = super().__call__(x)
+            return out if x[0].data > 0.5 else out * 0.0
+    random.seed(1)
+    with pytest.raises(ReplayMismatchError, match="disagrees with running fn eagerly"):
+        fit(Branchy(2, [8, 1], activation="relu", output_activation="linear"), X, y, steps=5, batch_size=8,
+            compiled=True, progress=False, seed=0)
+
+    def replace_a_weight(k, history, model):
+        model.layers[0].neurons[0].w[0] = Value(0.5)
+    random.seed(1)
+    with pytest.raises(ReplayMismatchError, match="callback changed the model"):
+        fit(MLP(2, [4, 1]), X, y, steps=3, compiled=True, progress=False, callbacks=[replace_a_weight])
