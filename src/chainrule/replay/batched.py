@@ -81,14 +81,18 @@ class Batched(_Replay):
         self._shapes = [s[1] for s in specs]
         self._structure = structure_of(self.fn)
 
-    def _ensure(self, args) -> list[np.ndarray]:
+    def _ensure(self, args) -> tuple[list[np.ndarray], bool]:
+        """The arguments as arrays, recording first if needed; True when this call recorded (an
+        eager check of the recording itself would compare eager with eager)."""
         arrays = self._arrays(args)
+        recorded = False
         if self._program is None:
             with self._lock:
                 if self._program is None:
                     self._record(arrays)
+                    recorded = True
         self._check_model()
-        return arrays
+        return arrays, recorded
 
     # --- replaying ---
 
@@ -126,14 +130,14 @@ class Batched(_Replay):
     def __call__(self, *args):
         """The reduced loss as a :class:`ReplayValue` (and aux per example), or, with ``reduce=None``,
         every output for every example as an array."""
-        arrays = self._ensure(args)
+        arrays, recorded = self._ensure(args)
         if self.reduce is None:
             return _forward_rows(self, arrays, self._shapes, self._tree, 4096)
         buffer = self._forward(arrays, self._read_live)
         run = _Run(self, buffer, self._seed(buffer.batch))
         loss = ReplayValue(self._loss(buffer), run, 0)
         aux = self._aux(buffer) if self._has_aux else None
-        if self.checks:
+        if self.checks and not recorded:
             self.checks -= 1
             self._check_eagerly(arrays, None)
         return (loss, aux) if self._has_aux else loss
@@ -149,21 +153,25 @@ class Batched(_Replay):
     # --- the eager re-run guard ---
 
     def _check_eagerly(self, arrays, data_of) -> None:
-        """Run ``fn`` eagerly on three examples of the batch (first, middle, last) and compare each
-        one's loss, and the gradient of their reduced loss for every captured Value, with a replay
-        of those examples. Every ``.data`` and ``.grad`` it touches is restored afterwards (while
-        it runs, the captured Values hold the replay's current numbers)."""
+        """Run ``fn`` eagerly on three examples of the batch (first, middle, last) and compare
+        their losses, and the first one's gradient for every captured Value, with a replay of
+        them. Every ``.data`` and ``.grad`` it touches is restored afterwards (while it runs, the
+        captured Values hold the replay's current numbers)."""
+        from ..engine import no_grad
+
         p = self._program
         n = arrays[0].shape[0]
         rows = sorted({0, n // 2, n - 1})
-        picked = [a[rows] for a in arrays]
-        buffer = self._forward(picked, self._read_live if data_of is None else data_of)
-        try:
-            example, s = p.outs[0]
-            replayed = buffer.E[s].copy() if example else np.full(len(rows), buffer.S[s])
-            grads = buffer.run_backward(p, 0, self._seed(len(rows)))
-        finally:
-            self._give_back(buffer)
+        fill = self._read_live if data_of is None else data_of
+        replayed = []
+        for picked in ([a[rows] for a in arrays], [a[:1] for a in arrays]):
+            buffer = self._forward(picked, fill)
+            try:
+                example, s = p.outs[0]
+                replayed.append(buffer.E[s].copy() if example else np.full(len(picked[0]), buffer.S[s]))
+                grads = buffer.run_backward(p, 0, 1.0)          # the last pass: example 0 alone
+            finally:
+                self._give_back(buffer)
         below = _below(p.live)
         saved = [(v, v.data, v.grad) for v in below]
         try:
@@ -175,16 +183,18 @@ class Batched(_Replay):
             for v in below:
                 v.grad = 0.0
             losses = []
-            for r in range(len(rows)):
+            for k, r in enumerate(rows):
                 inputs: list[Value] = []
-                values = [A.make_values(("float", shape), a[r], inputs) for shape, a in zip(self._shapes, picked)]
-                out = self.fn(*values)
-                losses.append(out[0] if self._has_aux else out)
-            total = losses[0]
-            for loss in losses[1:]:
-                total = total + loss
-            (total * (1.0 / len(rows)) if self.reduce == "mean" else total).backward()
-            _mismatch("the loss of checked example", replayed, [loss.data for loss in losses])
+                values = [A.make_values(("float", shape), a[r], inputs) for shape, a in zip(self._shapes, arrays)]
+                if k == 0:
+                    out = self.fn(*values)
+                    first = out[0] if self._has_aux else out
+                else:
+                    with no_grad():
+                        out = self.fn(*values)
+                losses.append((out[0] if self._has_aux else out).data)
+            first.backward()
+            _mismatch("the loss of checked example", replayed[0], losses)
             _mismatch("the gradient of captured Value number", grads, [v.grad for v in p.live])
         finally:
             for v, data, grad in saved:
@@ -229,7 +239,7 @@ class ArrayStep:
 
     def _run(self, data, args, backward: bool):
         b = self.batched
-        arrays = b._ensure(args)
+        arrays, recorded = b._ensure(args)
         if self._map is None:
             self._mapping()
         data = np.asarray(data, dtype=float)
@@ -249,7 +259,7 @@ class ArrayStep:
                 grad[dst] = live_grad[src]
         finally:
             b._give_back(buffer)
-        if backward and b.checks:
+        if backward and b.checks and not recorded:
             b.checks -= 1
             b._check_eagerly(arrays, fill)
         return ((loss, aux) if b._has_aux else loss), grad

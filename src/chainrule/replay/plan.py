@@ -117,7 +117,7 @@ def plan(g: Graph) -> Program:
         if i in sums:
             shape = ("+",) + tuple(len(part) for part in sums[i])
         else:
-            shape = (prim[i].name, tuple(example[c] for c in kids[i]), g.arg[i] is not None)
+            shape = (prim[i].name, tuple(example[c] for c in kids[i]))
         groups.setdefault((example[i], level[i], g.reach[i], id(prim[i]), shape), []).append(i)
     order = sorted(groups, key=lambda k: (k[0], k[1], k[2], k[3], repr(k[4])))
 
@@ -216,7 +216,8 @@ def plan(g: Graph) -> Program:
             p.kernels.append(SumDot(key[0], start, stop, plains, dots, grid_refs, key[2]))
         else:
             refs = [ref(x) for x in spec[3]]
-            k = [g.arg[i] for i in members] if g.arg[members[0]] is not None else None
+            k = [g.values[i]._arg for i in members]
+            k = None if k[0] is None else k
             p.kernels.append(Elementwise(prim[members[0]], key[0], start, stop, [r for r, _ in refs], k,
                                          [need for _, need in refs], key[2]))
 

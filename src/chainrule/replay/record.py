@@ -34,8 +34,8 @@ INPUT, LIVE, CONST, OP = 0, 1, 2, 3
 class Graph:
     """A recording as flat lists, one entry per node in topological order.
 
-    ``kids[i]`` are node numbers; ``prim[i]`` is the table row of an OP (None otherwise);
-    ``arg[i]`` its constant parameter (the ``k`` of ``x ** k``); ``reach[i]`` is a bit set of the
+    ``kids[i]`` are node numbers; ``prim[i]`` is the table row of an OP (None otherwise; the
+    constant of ``x ** k`` is ``values[i]._arg``); ``reach[i]`` is a bit set of the
     differentiable outputs that depend on node i (backward from output o runs only nodes with bit o).
     """
 
@@ -45,7 +45,6 @@ class Graph:
         self.example: list[bool] = []
         self.kids: list[tuple] = []
         self.prim: list = []
-        self.arg: list = []
         self.data: list[float] = []
         self.reach: list[int] = []
         self.roots: list[int] = []
@@ -163,8 +162,13 @@ def _read(roots: list, inputs: list, created: list, n_diff: int) -> Graph:
     g.values, g.kind, g.example, g.kids = values, kind, example, kids
     g.reach = [r & ~forward_only for r in reach]
     g.data = [v.data for v in values]
-    g.arg = [v._arg if k == OP else None for v, k in zip(values, kind)]
-    g.prim = [_rule(v) if k == OP else None for v, k in zip(values, kind)]
+    try:
+        g.prim = [rule_of(v) if k == OP else None for v, k in zip(values, kind)]
+    except NotImplementedError:
+        for v, k in zip(values, kind):
+            if k == OP:
+                _rule(v)                         # raises the named error for the first such node
+        raise
     g.roots = root_ids
     positions = [index.get(v, -1) for v in inputs]
     g.inputs = positions if new is None else [new.get(i, -1) for i in positions]
@@ -190,8 +194,8 @@ def _refuse_constants_from_data(values: list, kind: list, kids: list) -> None:
     leaf's float may be a literal that the compiler shares with a literal in ``fn``, and an op
     that passes its input's float through (relu of a positive number) is not its origin.
     """
-    constants = {id(v.data): v for v, k, ks in zip(values, kind, kids) if k == CONST and not v._prev}
-    if not constants:
+    constants = {id(v.data): v for v, k, ks in zip(values, kind, kids) if k == CONST and not ks}
+    if not constants or constants.keys().isdisjoint([id(v.data) for v, k in zip(values, kind) if k != CONST]):
         return
     for v, k, ks in zip(values, kind, kids):
         c = constants.get(id(v.data)) if k == INPUT or k == OP else None
