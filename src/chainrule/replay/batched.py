@@ -36,6 +36,7 @@ class Batched(_Replay):
         self._shapes = None
         self._tree = None
         self._has_aux = False
+        self._live_order = None          # value_and_grad's params, laid out first if known in time
 
     # --- recording ---
 
@@ -77,7 +78,7 @@ class Batched(_Replay):
             inputs: list[Value] = []
             return [A.make_values(s, a[0], inputs) for s, a in zip(specs, arrays)], inputs
         _, tree, _, graph = record(self.fn, make_args, 0 if self.reduce is None else 1, self._flatten)
-        self._program, self._tree = plan(graph), tree
+        self._program, self._tree = plan(graph, self._live_order), tree
         self._shapes = [s[1] for s in specs]
         self._structure = structure_of(self.fn)
 
@@ -148,7 +149,10 @@ class Batched(_Replay):
         gradient of the reduced loss for each of them. No Python work per parameter per call."""
         if self.reduce is None:
             raise ValueError("value_and_grad needs a loss: make the function with reduce='mean' or 'sum'")
-        return ArrayStep(self, params)
+        step = ArrayStep(self, params)
+        if self._program is None and self._live_order is None:
+            self._live_order = step.params
+        return step
 
     # --- the eager re-run guard ---
 
@@ -225,7 +229,12 @@ class ArrayStep:
             else:
                 src.append(s)
                 dst.append(i)
-        self._map = (np.array(src, dtype=np.intp), np.array(dst, dtype=np.intp), other)
+        src, dst = np.array(src, dtype=np.intp), np.array(dst, dtype=np.intp)
+        # The params laid out first and in order (value_and_grad before the first call): slices.
+        n = len(src)
+        if n and np.array_equal(src, np.arange(n)) and np.array_equal(dst, np.arange(n)):
+            src = dst = slice(0, n)
+        self._map = (src, dst, other)
 
     def _filler(self, data: np.ndarray):
         src, dst, other = self._map

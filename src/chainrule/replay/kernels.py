@@ -270,6 +270,8 @@ class SumDot:
                 out[...] = 0.0
             elif not batched:
                 np.matmul(read_B(), read_A().T, out=out_m)
+            elif not per_example_a and n_b == 1:
+                np.matmul(read_A(), read_B()[0], out=out_m[0])   # (n_a, k) @ (k, z): one BLAS call
             elif not per_example_a:
                 np.matmul(read_A(), read_B(), out=out_m)     # (n_a, k) @ (n_b, k, z): one BLAS call per b-row
             else:
@@ -311,6 +313,11 @@ class SumDot:
                     add_A(g_m.T @ read_B())
                 if add_B is not None:
                     add_B(g_m @ read_A())
+            elif not per_example_a and n_b == 1:
+                if add_A is not None:
+                    add_A(g_m[0] @ read_B()[0].T)       # (n_a, z) @ (z, k): the batch summed inside
+                if add_B is not None:
+                    add_B((read_A().T @ g_m[0])[None])
             elif not per_example_a:
                 if add_A is not None:
                     add_A(np.tensordot(g_m, read_B(), axes=([0, 2], [0, 2])))

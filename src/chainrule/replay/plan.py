@@ -63,7 +63,12 @@ def _factor(a: np.ndarray, b: np.ndarray):
     return np.argsort(key), ua, ub
 
 
-def plan(g: Graph) -> Program:
+def plan(g: Graph, live_order: list | None = None) -> Program:
+    """The program for recording ``g``. ``live_order`` (a list of Values, e.g. an optimizer's
+    parameters) puts those live Values first, in that order, so that an array holding their numbers
+    in that order is the shared buffer's first rows as they are (no gather); a layer's weights then
+    lie as a strided matrix, still a view. Without it, live Values are placed in the order the
+    first group reads them."""
     n = len(g)
     kind, example, kids, prim = g.kind, g.example, g.kids, g.prim
     add_rule, mul_rule = PRIMITIVES["+"], PRIMITIVES["*"]
@@ -167,6 +172,9 @@ def plan(g: Graph) -> Program:
             return ([grid[0], grid[1]] if grid is not None else []) + arrays
         return spec[3]
 
+    if live_order:
+        where = {v: i for i, v in enumerate(g.values) if kind[i] == LIVE}
+        place_live(np.array([where[v] for v in live_order if v in where], dtype=np.intp))
     for spec in sorted(specs, key=lambda s: not s[1][0]):     # per-example groups read weights first
         for nodes in read_arrays(spec):
             place_live(nodes)
