@@ -15,8 +15,6 @@
 
 from __future__ import annotations
 
-from itertools import chain
-
 import numpy as np
 
 from ..engine import PRIMITIVES
@@ -73,8 +71,7 @@ def plan(g: Graph, live_order: list | None = None) -> Program:
     kind, example, kids, prim = g.kind, g.example, g.kids, g.prim
     add_rule, mul_rule = PRIMITIVES["+"], PRIMITIVES["*"]
 
-    uses = np.fromiter(chain.from_iterable(kids), dtype=np.intp)
-    fanout = np.bincount(np.concatenate([uses, np.asarray(g.roots, dtype=np.intp)]), minlength=n).tolist()
+    fanout = g.fanout
 
     # 1. Fuse sums, from the top. A sum's terms: plain shared, plain per example, and products
     #    (shared, per example), (per example, per example), (shared, shared).

@@ -21,6 +21,9 @@ order is a topological order (a node is made after its inputs), so no graph walk
 from __future__ import annotations
 
 import gc
+from itertools import chain
+
+import numpy as np
 
 from ..engine import Value
 from ..engine import enable_grad, rule_of, track_created
@@ -47,6 +50,7 @@ class Graph:
         self.prim: list = []
         self.data: list[float] = []
         self.reach: list[int] = []
+        self.fanout: list[int] = []          # uses of each node by ops, plus one per output it is
         self.roots: list[int] = []
         self.inputs: list[int] = []          # node number of each input Value, -1 if fn never used it
         self.n_diff = 0
@@ -88,27 +92,28 @@ def _read(roots: list, inputs: list, created: list, n_diff: int) -> Graph:
     kids: list[tuple] = []
     values: list = []
     input_ids = {id(v) for v in inputs}
+    get = index.get
+    add_kind, add_example, add_kids, add_value = kind.append, example.append, kids.append, values.append
 
     def live(c) -> int:
-        j = index.get(c)
+        j = get(c)
         if j is None:
             j = index[c] = len(values)
-            values.append(c)
-            kind.append(LIVE)
-            example.append(False)
-            kids.append(())
+            add_value(c)
+            add_kind(LIVE)
+            add_example(False)
+            add_kids(())
         return j
 
-    get = index.get
     for v in created:
         prev = v._prev
         if not prev:
             index[v] = len(values)
-            values.append(v)
+            add_value(v)
             is_input = id(v) in input_ids
-            kind.append(INPUT if is_input else CONST)
-            example.append(is_input)
-            kids.append(())
+            add_kind(INPUT if is_input else CONST)
+            add_example(is_input)
+            add_kids(())
             continue
         if len(prev) == 2:
             c0, c1 = prev
@@ -118,49 +123,59 @@ def _read(roots: list, inputs: list, created: list, n_diff: int) -> Graph:
             b = get(c1)
             if b is None:
                 b = live(c1)
-            ks = (a, b)
             ex = example[a] or example[b]
             const = kind[a] == CONST and kind[b] == CONST
+            ks = () if const else (a, b)
         else:
             ks = tuple(map(live, prev))
             ex = any(example[j] for j in ks)
             const = all(kind[j] == CONST for j in ks)
+            if const:
+                ks = ()
         index[v] = len(values)
-        values.append(v)
-        kind.append(CONST if const else OP)      # an op on constants only is baked
-        example.append(ex)
-        kids.append(() if const else ks)
+        add_value(v)
+        add_kind(CONST if const else OP)      # an op on constants only is baked
+        add_example(ex)
+        add_kids(ks)
     for r in roots:
         live(r)
     _refuse_constants_from_data(values, kind, kids)
 
     # 2. Keep what the outputs depend on, and give each node the set of differentiable outputs
     #    that depend on it (one bit per output; one more bit marks what is read forward only).
+    #    When every node but the outputs feeds another node, every node reaches an output; with
+    #    one differentiable output and nothing unused but it, that is the whole answer.
     n = len(values)
-    reach = [0] * n
     root_ids = [index[r] for r in roots]
-    forward_only = 1 << n_diff
-    for o, i in enumerate(root_ids):
-        reach[i] |= (1 << o) if o < n_diff else forward_only
-    for i in range(n - 1, -1, -1):
-        r = reach[i]
-        if r:
-            for c in kids[i]:
-                reach[c] |= r
+    fanout = _fanout(kids, n)
+    unused = set(np.flatnonzero(fanout == 0).tolist())
     g = Graph()
-    if all(reach):
-        keep, new = None, None
+    new = None
+    if n_diff <= 1 and unused <= ({root_ids[0]} if n_diff else set(root_ids)):
+        reach = [n_diff] * n
     else:
-        keep = [i for i in range(n) if reach[i]]
-        new = {old: k for k, old in enumerate(keep)}
-        values = [values[i] for i in keep]
-        kind = [kind[i] for i in keep]
-        example = [example[i] for i in keep]
-        kids = [tuple(new[c] for c in kids[i]) for i in keep]
-        reach = [reach[i] for i in keep]
-        root_ids = [new[i] for i in root_ids]
-    g.values, g.kind, g.example, g.kids = values, kind, example, kids
-    g.reach = [r & ~forward_only for r in reach]
+        reach = [0] * n
+        forward_only = 1 << n_diff
+        for o, i in enumerate(root_ids):
+            reach[i] |= (1 << o) if o < n_diff else forward_only
+        for i in range(n - 1, -1, -1):
+            r = reach[i]
+            if r:
+                for c in kids[i]:
+                    reach[c] |= r
+        if not all(reach):
+            keep = [i for i in range(n) if reach[i]]
+            new = {old: k for k, old in enumerate(keep)}
+            values = [values[i] for i in keep]
+            kind = [kind[i] for i in keep]
+            example = [example[i] for i in keep]
+            kids = [tuple(new[c] for c in kids[i]) for i in keep]
+            reach = [reach[i] for i in keep]
+            root_ids = [new[i] for i in root_ids]
+            fanout = _fanout(kids, len(values))
+        reach = [r & ~forward_only for r in reach]
+    g.values, g.kind, g.example, g.kids, g.reach = values, kind, example, kids, reach
+    g.fanout = (fanout + np.bincount(np.asarray(root_ids, dtype=np.intp), minlength=len(values))).tolist()
     g.data = [v.data for v in values]
     try:
         g.prim = [rule_of(v) if k == OP else None for v, k in zip(values, kind)]
@@ -174,6 +189,12 @@ def _read(roots: list, inputs: list, created: list, n_diff: int) -> Graph:
     g.inputs = positions if new is None else [new.get(i, -1) for i in positions]
     g.n_diff = n_diff
     return g
+
+
+def _fanout(kids: list, n: int) -> np.ndarray:
+    """How many ops use each node as an input."""
+    uses = np.fromiter(chain.from_iterable(kids), dtype=np.intp)
+    return np.bincount(uses, minlength=n)
 
 
 def _rule(v: Value):
