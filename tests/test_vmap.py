@@ -173,3 +173,29 @@ def test_predict_keeps_its_recording_until_the_model_changes():
     model.layers.append(Layer(1, 2))
     assert predict(model, X, compiled=True).shape == (5, 2)
     assert _RECORDED_MODELS[model][1] is not first
+
+
+def test_compiled_fit_with_an_optimizer_of_ones_own():
+    """An optimizer object with only step() and zero_grad() trains compiled through the Values
+    (the replayed backward fills .grad), to the same losses as eager."""
+    class Plain:
+        def __init__(self, params):
+            self.params, self.lr = params, 0.1
+
+        def zero_grad(self):
+            for p in self.params:
+                p.grad = 0.0
+
+        def step(self):
+            for p in self.params:
+                p.data -= self.lr * p.grad
+    X, y = make_moons(20, noise=0.1, seed=0)
+    runs = []
+    for compiled in (False, True):
+        random.seed(3)
+        model = MLP(2, [4, 1], activation="relu", output_activation="linear")
+        h = fit(model, X, y, steps=6, batch_size=8, l2=1e-3, compiled=compiled, progress=False, seed=0,
+                optimizer=Plain(model.parameters()))
+        runs.append((h.loss, [p.data for p in model.parameters()]))
+    np.testing.assert_allclose(runs[1][0], runs[0][0], rtol=1e-10)
+    np.testing.assert_allclose(runs[1][1], runs[0][1], rtol=1e-10)
