@@ -6,7 +6,7 @@
 7.0
 """
 
-from .engine import Value, enable_grad, no_grad, primitive
+from .engine import Value, enable_grad, grad, no_grad, primitive
 from .walkthrough import explain, step_through
 from .expr import ExpressionError, build_expression, parse_expression
 from .numerical import gradcheck, numerical_derivative
@@ -40,6 +40,7 @@ __all__ = [
     "enable_grad",
     "explain",
     "fit",
+    "grad",
     "gradcheck",
     "hinge_loss",
     "l2_penalty",

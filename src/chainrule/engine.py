@@ -39,10 +39,10 @@ from . import gradmode
 from .gradmode import enable_grad, is_grad_enabled, no_grad, track_created
 from .gradmode import note as _note
 from .mathspace import ARRAY, SCALAR
-from .primitives import PRIMITIVES, Primitive, constant_display, register
+from .primitives import PRIMITIVES, VALUE, Primitive, constant_display, register
 
-__all__ = ["ARRAY", "PRIMITIVES", "SCALAR", "Primitive", "Value", "enable_grad", "is_grad_enabled",
-           "no_grad", "primitive", "rule_of", "topological_order", "track_created"]
+__all__ = ["ARRAY", "PRIMITIVES", "SCALAR", "VALUE", "Primitive", "Value", "enable_grad", "grad",
+           "is_grad_enabled", "no_grad", "primitive", "rule_of", "topological_order", "track_created"]
 
 
 # --- 1. Value -------------------------------------------------------------------------------------
@@ -178,7 +178,7 @@ class Value:
         if rule is None:
             return ""
         if rule.kind == 3:
-            return "**" + constant_display(self._b)
+            return rule.symbol + constant_display(self._b)
         return rule.name
 
     @_op.setter
@@ -233,6 +233,18 @@ class Value:
 
     def __float__(self) -> float:
         return self.data
+
+    def __format__(self, spec: str) -> str:
+        # f"{v:.4f}" formats the number, so a Value can stand where a float is printed (a .grad
+        # that backward(create_graph=True) made a Value, say).
+        return format(self.data, spec) if spec else repr(self)
+
+    def _apply(self, rule: Primitive, *inputs) -> "Value":
+        """``inputs`` (Values or numbers, this one among them) through one row of the table; a row
+        with a constant takes ``(value, constant)``. The namespace on Values calls rows through it."""
+        if rule.kind == 3:
+            return _with_constant(rule, _wrap(inputs[0]), float(inputs[1]))
+        return _apply(rule, inputs)
 
     # The primitives. Each wraps a plain number into a constant Value so it shows in the graph.
 
@@ -320,7 +332,7 @@ class Value:
 
     # Backpropagation.
 
-    def backward(self, on_step: Callable[["Value"], None] | None = None) -> None:
+    def backward(self, on_step: Callable[["Value"], None] | None = None, create_graph: bool = False) -> None:
         """Fill in ``.grad`` of every node this one depends on, by the chain rule.
 
         The walk is iterative, so graphs of any depth work. Gradients of leaves (inputs and
@@ -330,12 +342,29 @@ class Value:
         (that is how ``explain`` and the step-through view watch backward run). Python's cycle
         collector is paused during the walk (it would only rescan the live graph) and restored.
 
+        With ``create_graph=True`` the backward pass is itself recorded: each *leaf*'s ``.grad``
+        becomes a Value (added to what it held) whose graph can be backpropagated again, for second
+        derivatives; interior nodes get the number. ``chainrule.grad`` does the same without
+        touching any ``.grad``.
+
         >>> a = Value(3.0); b = a * a
         >>> b.backward(); a.grad
         6.0
         >>> b.backward(); a.grad
         12.0
+        >>> x = Value(2.0); (x ** 3).backward(create_graph=True)
+        >>> x.grad.data, grad(x.grad, [x])[0].data        # 3x^2 and 6x
+        (12.0, 12.0)
         """
+        if create_graph:
+            grads, order = _gradients(self, VALUE, "backward(create_graph=True)")
+            for node in order:
+                g = grads.get(node, 0.0)
+                if node._a is None:
+                    node.grad = node.grad + g
+                else:
+                    node.grad = g.data if isinstance(g, Value) else g
+            return
         with _collector_paused():
             order = topological_order(self)
             for node in order:
@@ -389,7 +418,8 @@ def _step(node: Value) -> None:
 def _check_arity(rule: Primitive, children: tuple) -> None:
     if rule.kind == 3:
         raise ValueError(f"op {rule.name!r} needs its constant exponent: write a ** k instead of "
-                         f"building the node by hand")
+                         f"building the node by hand" if rule.name == "**k" else
+                         f"op {rule.name!r} needs its constant: it is made by the engine, not by hand")
     if len(children) != rule.n_inputs:
         raise ValueError(f"op {rule.name!r} takes {rule.n_inputs} input{'s' * (rule.n_inputs != 1)}, "
                          f"got {len(children)}: pass exactly that many Values as _children")
@@ -569,19 +599,92 @@ def primitive(name: str, forward: Callable, backward: Callable, n_inputs: int | 
     def apply(*inputs) -> Value:
         if len(inputs) != rule.n_inputs:
             raise TypeError(f"{name} takes {rule.n_inputs} input{'s' * (rule.n_inputs != 1)}, got {len(inputs)}")
-        values = []
-        for x in inputs:
-            v = _wrap(x)
-            if v is None:
-                raise TypeError(f"{name} takes Values or numbers, got {type(x).__name__}")
-            values.append(v)
-        if rule.kind == 2:
-            return _binary(rule, values[0], values[1])
-        if rule.kind == 1:
-            return _unary(rule, values[0])
-        return _many(rule, tuple(values))
+        return _apply(rule, inputs)
 
     apply.__name__ = apply.__qualname__ = name if name.isidentifier() else "apply"
     apply.__doc__ = f"Apply the primitive {name!r} (added with chainrule.primitive)."
     apply.rule = rule
     return apply
+
+
+def _apply(rule: Primitive, inputs: tuple) -> Value:
+    """Values or numbers through one row of the table (any number of inputs)."""
+    values = []
+    for x in inputs:
+        v = _wrap(x)
+        if v is None:
+            raise TypeError(f"{rule.name} takes Values or numbers, got {type(x).__name__}")
+        values.append(v)
+    if rule.kind == 2:
+        return _binary(rule, values[0], values[1])
+    if rule.kind == 1:
+        return _unary(rule, values[0])
+    return _many(rule, tuple(values))
+
+
+# --- 3. Gradients as Values: grad(), and derivatives of any order -----------------------------------
+
+def _gradients(root: Value, m, who: str) -> tuple[dict, list]:
+    """Every node's gradient of ``root`` by the table's rules run on namespace ``m``, touching no .grad.
+
+    With ``m = VALUE`` the rules receive the nodes themselves and build the backward pass as a graph.
+    """
+    building = m is VALUE
+    with _collector_paused():
+        order = topological_order(root)
+        grads: dict = {root: 1.0}
+        for node in reversed(order):
+            rule = node._node
+            g = grads.get(node)
+            if rule is None or g is None:
+                continue
+            if type(rule) is _Custom:
+                if not node._a:
+                    continue
+                raise NotImplementedError(
+                    f"{who} runs the table's rules, and op {rule.name!r} is "
+                    + ("a closure (out._backward = ...), which only adds numbers into .grad"
+                       if rule.fn is not None else "a hand-made node without a rule")
+                    + f": make it a table rule with chainrule.primitive({rule.name!r}, forward, backward)")
+            inputs = node._prev
+            args = list(inputs) if building else [c.data for c in inputs]
+            if rule.kind == 3:
+                args.append(node._b)
+            terms = rule.backward(m, g, node if building else node.data, *args)
+            for child, term in zip(inputs, terms):
+                had = grads.get(child)
+                grads[child] = term if had is None else had + term
+    return grads, order
+
+
+def grad(output: Value, inputs, create_graph: bool = False) -> list[Value]:
+    """The gradients of ``output`` with respect to each Value in ``inputs``, as Values.
+
+    Like ``torch.autograd.grad``: no ``.grad`` is touched. With ``create_graph=False`` the results
+    are constants; with ``create_graph=True`` they carry the graph of the backward pass, so the
+    gradient of a gradient is a second derivative (any order works). An input ``output`` does not
+    depend on gets 0. Built from the table's rules, run on Values: an op defined by a closure (the
+    lecture's ``out._backward``) raises, saying how to make it a table rule.
+
+    >>> from chainrule import Value, grad
+    >>> x = Value(3.0)
+    >>> y = 3 * x**2 - 4 * x + 5
+    >>> dy, = grad(y, [x], create_graph=True)
+    >>> d2y, = grad(dy, [x])
+    >>> dy.data, d2y.data, x.grad                       # 6x - 4, then 6; x.grad untouched
+    (14.0, 6.0, 0.0)
+    """
+    if not isinstance(output, Value):
+        raise TypeError(f"grad needs a Value to differentiate, got {type(output).__name__}")
+    if isinstance(inputs, Value):
+        raise TypeError("grad takes a list of Values as inputs (grad(y, [x]), like torch.autograd.grad)")
+    inputs = list(inputs)
+    for i, x in enumerate(inputs):
+        if not isinstance(x, Value):
+            raise TypeError(f"inputs[{i}] must be a Value, got {type(x).__name__}")
+    grads, _ = _gradients(output, VALUE if create_graph else SCALAR, "grad()")
+    results = []
+    for x in inputs:
+        g = grads.get(x, 0.0)
+        results.append(g if isinstance(g, Value) else Value(g))
+    return results

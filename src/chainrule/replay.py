@@ -646,7 +646,7 @@ class _Program:
                 ins = [np.array([kids[i][p] for i in members], dtype=np.intp) for p in range(arity)]
                 for nodes in ins:
                     place_params(nodes)
-                k = [order[i]._arg for i in members] if key[1] == "**k" else None
+                k = [order[i]._arg for i in members] if PRIMITIVES[key[1]].kind == 3 else None
                 slot[members] = np.arange(start, start + len(members))
                 kernel = _Elementwise(key[1], start, start + len(members), [slot[x] for x in ins], k, needs_slot)
             for i in members:
