@@ -145,9 +145,19 @@ def _floats(torch, tensor, where: str, what: str) -> list[float]:
     values = tensor.detach().to("cpu", torch.float64).reshape(-1).tolist()
     for i, x in enumerate(values):
         if not math.isfinite(x):
-            raise UnsupportedModuleError(f"{where} has a non-finite {what} entry ({x}) at flat index {i} "
+            index = ", ".join(str(k) for k in _unravel(i, tensor.shape))
+            raise UnsupportedModuleError(f"{where} has {what}[{index}] = {x}, not a finite number "
                                          f"(did training diverge?)")
     return values
+
+
+def _unravel(flat: int, shape) -> list[int]:
+    """The row-major index of entry ``flat`` in a tensor of this shape: 5 in (2, 3) is [1, 2]."""
+    index = []
+    for size in reversed(shape):
+        flat, k = divmod(flat, size)
+        index.append(k)
+    return index[::-1]
 
 
 def from_torch(module) -> MLP:
@@ -166,10 +176,10 @@ def from_torch(module) -> MLP:
     >>> _ = torch.manual_seed(0)
     >>> from_torch(torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.Tanh(), torch.nn.Linear(5, 2)))
     MLP(3 -> 5 tanh -> 2 linear, 32 parameters)
-    >>> from_torch(torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.Dropout(0.5)))
+    >>> from_torch(torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.Dropout(0.5)))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    chainrule.bridge.UnsupportedModuleError: module 1 of the Sequential (Dropout(p=0.5, inplace=False)) is not supported: from_torch reads Linear layers, each followed by at most one of Tanh, ReLU, Sigmoid, Identity
+    chainrule.bridge.UnsupportedModuleError: module 1 of the Sequential (Dropout(p=0.5, inplace=False)) is not ...
     """
     torch = _torch()
     nn = torch.nn
@@ -205,7 +215,15 @@ def from_torch(module) -> MLP:
                                              f"one activation module")
             layers[-1][2], layers[-1][5] = activation_of[type(child)], position
         else:
-            hint = " (flatten it into one Sequential)" if isinstance(child, nn.Sequential) else ""
+            if isinstance(child, nn.Sequential):
+                hint = " (flatten it into one Sequential)"
+            elif isinstance(child, nn.Dropout):
+                hint = " (remove it: in eval mode dropout passes its input through unchanged)"
+            elif isinstance(child, (nn.Linear, *activation_of)):
+                base = next(cls for cls in (nn.Linear, *activation_of) if isinstance(child, cls))
+                hint = f" (a subclass of {base.__name__} may compute something else; use {base.__name__} itself)"
+            else:
+                hint = ""
             raise UnsupportedModuleError(f"{where} is not supported{hint}: from_torch reads {supported}")
     if not layers:
         raise UnsupportedModuleError(f"the Sequential has no Linear layer; from_torch reads {supported}")
