@@ -322,10 +322,10 @@ def _cmd_export(args) -> int:
         raise CLIError(f"--to {out}: the folder {out.parent} does not exist")
     model = load_model(args.model)
     try:
-        import torch
-        net = to_torch(model)
+        net = to_torch(model)          # imports torch, or says how to install it
     except ImportError as exc:
         raise CLIError(str(exc)) from None
+    import torch
     # Plain tensors under their state-dict names: nothing in the file runs code when it is loaded.
     state = {name: tensor.detach() for name, tensor in net.state_dict().items()}
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
