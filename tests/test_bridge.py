@@ -8,6 +8,8 @@ import re
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -102,6 +104,33 @@ def test_from_torch_gives_the_same_outputs_and_gradients(nin, nouts, activation,
     assert (model.nin, model.nouts) == (nin, nouts)
     assert [layer.activation for layer in model.layers] == [activation] * (len(nouts) - 1) + [output_activation]
     _assert_same_function(model, net, seed=3)
+
+
+@settings(max_examples=30, deadline=None)
+@given(nin=st.integers(1, 4), nouts=st.lists(st.integers(1, 5), min_size=1, max_size=4),
+       activation=st.sampled_from(ACTIVATIONS), output_activation=st.sampled_from(ACTIVATIONS),
+       seed=st.integers(0, 2**16))
+def test_any_shape_round_trips_both_ways_with_equal_outputs_and_gradients(nin, nouts, activation,
+                                                                         output_activation, seed):
+    """For random shapes and activations: MLP -> torch -> MLP and torch -> MLP -> torch keep every number and
+    agree in outputs and gradients (1e-12)."""
+    random.seed(seed)
+    model = MLP(nin, nouts, activation=activation, output_activation=output_activation)
+    net = to_torch(model)
+    xs = _inputs(nin, n=4, seed=seed)
+    coefficients = [[1.0] * nouts[-1] for _ in xs]
+    (outs, grads), (touts, tgrads) = _chainrule_side(model, xs, coefficients), _torch_side(net, xs, coefficients)
+    assert max(abs(a - b) for row, trow in zip(outs, touts) for a, b in zip(row, trow)) < TOL
+    assert max(abs(a - b) for a, b in zip(grads, tgrads)) < TOL
+    assert [p.data for p in from_torch(net).parameters()] == [p.data for p in model.parameters()]
+    torch.manual_seed(seed)
+    fresh = _sequential(nin, nouts, activation, output_activation, omit_linear=seed % 2 == 0)
+    again = to_torch(from_torch(fresh))
+    # Compared layer by layer: an omitted activation module shifts the state-dict names, not the tensors.
+    linears = [[m for m in seq if isinstance(m, nn.Linear)] for seq in (fresh, again)]
+    assert len(linears[0]) == len(linears[1]) == len(nouts)
+    for theirs, ours in zip(*linears):
+        assert torch.equal(theirs.weight, ours.weight) and torch.equal(theirs.bias, ours.bias)
 
 
 def test_a_linear_with_no_activation_module_is_a_linear_layer():

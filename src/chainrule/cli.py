@@ -310,7 +310,7 @@ def _cmd_export(args) -> int:
     from pathlib import Path
 
     from .bridge import sequential_code, to_torch
-    from .serialize import load_model
+    from .serialize import load_model, write_atomically
 
     out = Path(args.to)
     # Check the output name before loading anything, so a typo costs nothing.
@@ -328,13 +328,7 @@ def _cmd_export(args) -> int:
     import torch
     # Plain tensors under their state-dict names: nothing in the file runs code when it is loaded.
     state = {name: tensor.detach() for name, tensor in net.state_dict().items()}
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomically(out, lambda tmp: torch.save(state, tmp))
     print(f"wrote {out}: {model!r} as a PyTorch state dict of {len(state)} float64 tensors")
     print("load it in PyTorch (after import torch) with:")
     print(f"model = {sequential_code(model)}")
