@@ -188,13 +188,17 @@ def test_float32_weights_are_read_exactly():
     assert [p.data for p in model.parameters()] == expected
 
 
-def test_from_torch_leaves_pythons_random_state_alone():
-    """Converting in the middle of a seeded run changes nothing downstream."""
+def test_converting_leaves_both_random_states_alone():
+    """Converting in the middle of a seeded run (either direction) changes nothing downstream."""
     net = nn.Sequential(nn.Linear(2, 3), nn.Tanh())
+    model = MLP(2, [3, 1])
     random.seed(7)
-    state = random.getstate()
+    torch.manual_seed(7)
+    state, torch_state = random.getstate(), torch.random.get_rng_state()
     from_torch(net)
+    to_torch(model)
     assert random.getstate() == state
+    assert torch.equal(torch.random.get_rng_state(), torch_state)
 
 
 def _one_line(message: str) -> str:

@@ -40,7 +40,8 @@ import math
 from .nn import MLP
 from .serialize import FORMAT, VERSION, model_from_dict, model_to_dict
 
-__all__ = ["INSTALL_HINT", "UnsupportedModuleError", "from_torch", "sequential_code", "to_torch"]
+__all__ = ["INSTALL_HINT", "TORCH_ACTIVATIONS", "UnsupportedModuleError", "from_torch", "sequential_code",
+           "to_torch"]
 
 INSTALL_HINT = 'this needs PyTorch; install it with: pip install "chainrule[torch]"'
 
@@ -91,6 +92,7 @@ def to_torch(model: MLP):
 
     Each layer becomes a ``Linear`` and its activation (``ReLU``, ``Tanh``, ``Sigmoid``, or
     ``Identity`` for ``"linear"``). The copy is independent: training one leaves the other alone.
+    Neither Python's nor torch's random state is used, so a seeded run stays as it was.
     A model ``save_model`` could not save (a non-finite weight, neurons of one layer with different
     activations) raises the same error here.
 
@@ -103,7 +105,8 @@ def to_torch(model: MLP):
     torch = _torch()
     modules = []
     for nin, nout, activation, params in _layers(_model_dict(model, "to_torch")):
-        linear = torch.nn.Linear(nin, nout, dtype=torch.float64)
+        # skip_init: no random initialisation to overwrite, so torch's random state is left alone.
+        linear = torch.nn.utils.skip_init(torch.nn.Linear, nin, nout, dtype=torch.float64)
         # Row j holds neuron j's weights then its bias, as in model.parameters().
         rows = torch.tensor(params, dtype=torch.float64).reshape(nout, nin + 1)
         with torch.no_grad():
