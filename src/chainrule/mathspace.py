@@ -7,7 +7,8 @@ text on whole arrays. Two kinds of function live here:
 - **forward functions** (``exp log pow sqrt div``) compute an op's result. On floats each failure is
   an error that names the op and its input, which a learner can act on (Python's own are
   ``math range error`` or a complex number from ``(-8) ** (1/3)``).
-- **derivative helpers** (``ieee_pow ieee_log ieee_div where``) never raise: a local derivative that is
+- **derivative helpers** (``ieee_pow ieee_log ieee_div where``, and the tests ``eq le ge`` that
+  ``where`` selects on, written as functions so that a namespace of Values can record them) never raise: a local derivative that is
   infinite or undefined is ``inf`` or ``nan``, as in PyTorch (``sqrt`` at 0 has slope ``inf``).
   ``where(cond, x, y)`` *selects*, so a path that is switched off passes exactly 0 even when the
   gradient arriving there is ``nan`` (relu's backward is a selection, as in PyTorch).
@@ -50,8 +51,6 @@ def _fractional(y: float) -> bool:
 
 
 def _pow(x: float, y: float) -> float:
-    if x < 0 and math.isinf(x) and _fractional(y):
-        return _NAN                 # (-inf) ** 0.5 is no real number either; IEEE's nan, as in PyTorch
     try:
         out = x ** y
     except ZeroDivisionError:
@@ -105,7 +104,7 @@ def _odd_integer(y: float) -> bool:
 
 
 def _ieee_pow(x: float, y: float) -> float:
-    if x < 0 and _fractional(y):
+    if x < 0 and math.isfinite(x) and _fractional(y):
         return _NAN                 # a negative base to a fractional power has no real value
     try:
         out = x ** y
@@ -128,6 +127,18 @@ def _where(cond, x, y):
     return x if cond else y
 
 
+def _eq(x, c):
+    return x == c
+
+
+def _le(x, c):
+    return x <= c
+
+
+def _ge(x, c):
+    return x >= c
+
+
 class _ScalarMath:
     """Math on Python floats (the eager engine)."""
     exp = staticmethod(_exp)
@@ -142,6 +153,9 @@ class _ScalarMath:
     ieee_pow = staticmethod(_ieee_pow)
     ieee_log = staticmethod(_ieee_log)
     where = staticmethod(_where)
+    eq = staticmethod(_eq)
+    le = staticmethod(_le)
+    ge = staticmethod(_ge)
 
 
 class _ArrayMath:
@@ -161,7 +175,8 @@ class _ArrayMath:
 
         table = {"exp": np.exp, "log": np.log, "pow": np.power, "sqrt": np.sqrt, "div": np.divide,
                  "tanh": np.tanh, "sigmoid": sigmoid, "relu": relu, "ieee_div": np.divide,
-                 "ieee_pow": np.power, "ieee_log": np.log, "where": np.where}
+                 "ieee_pow": np.power, "ieee_log": np.log, "where": np.where, "eq": np.equal,
+                 "le": np.less_equal, "ge": np.greater_equal}
         if name not in table:
             raise AttributeError(f"the array namespace has no function {name!r}; it offers "
                                  + ", ".join(sorted(table)))

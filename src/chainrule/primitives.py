@@ -59,17 +59,17 @@ PRIMITIVES: dict[str, Primitive] = dict([
     # d(a**b)/da = b * a**(b-1), and 0 where b == 0; d(a**b)/db = a**b * log(a), and 0 where a == 0
     # and b >= 0 (the limit). A negative base has no real log: nan, as in PyTorch.
     _row("**",      2, lambda m, a, b: m.pow(a, b),
-         lambda m, g, out, a, b: (m.where(b == 0, 0.0, g * (b * m.ieee_pow(a, b - 1))),
-                                  g * m.where((a == 0) & (b >= 0), 0.0, out * m.ieee_log(a)))),
+         lambda m, g, out, a, b: (m.where(m.eq(b, 0), 0.0, g * (b * m.ieee_pow(a, b - 1))),
+                                  g * m.where(m.eq(a, 0) & m.ge(b, 0), 0.0, out * m.ieee_log(a)))),
     _row("**k",     1, lambda m, a, k: m.pow(a, k),
-         lambda m, g, out, a, k: (m.where(k == 0, 0.0, g * (k * m.ieee_pow(a, k - 1))),), constant=True),
+         lambda m, g, out, a, k: (m.where(m.eq(k, 0), 0.0, g * (k * m.ieee_pow(a, k - 1))),), constant=True),
     _row("exp",     1, lambda m, a: m.exp(a),       lambda m, g, out, a: (g * out,)),
     _row("log",     1, lambda m, a: m.log(a),       lambda m, g, out, a: (g / a,)),
     _row("sqrt",    1, lambda m, a: m.sqrt(a),      lambda m, g, out, a: (m.ieee_div(g, 2 * out),)),  # inf at 0
     _row("tanh",    1, lambda m, a: m.tanh(a),      lambda m, g, out, a: (g * (1 - out * out),)),
     _row("sigmoid", 1, lambda m, a: m.sigmoid(a),   lambda m, g, out, a: (g * (1 - out) * out,)),
     # relu selects: the gradient passes where a > 0 and is exactly 0 elsewhere, even if g is nan.
-    _row("relu",    1, lambda m, a: m.relu(a),      lambda m, g, out, a: (m.where(a <= 0, 0.0, g),)),
+    _row("relu",    1, lambda m, a: m.relu(a),      lambda m, g, out, a: (m.where(m.le(a, 0), 0.0, g),)),
 ])
 
 BUILTIN = frozenset(PRIMITIVES)     # the rows chainrule ships; register() adds more
