@@ -15,6 +15,7 @@ from .nn import MLP, Layer, Module, Neuron
 from .optim import SGD, Adam, AdamW
 from .replay import ReplayMismatchError, compile
 from .serialize import ModelFileError, load_model, save_model
+from .bridge import UnsupportedModuleError, from_torch, to_torch
 from .train import History, fit, predict, seed_everything
 from .viz import draw_dot, trace
 
@@ -32,6 +33,7 @@ __all__ = [
     "Neuron",
     "ReplayMismatchError",
     "SGD",
+    "UnsupportedModuleError",
     "Value",
     "bce_with_logits",
     "build_expression",
@@ -40,6 +42,7 @@ __all__ = [
     "enable_grad",
     "explain",
     "fit",
+    "from_torch",
     "grad",
     "gradcheck",
     "hinge_loss",
@@ -56,5 +59,6 @@ __all__ = [
     "softmax_cross_entropy",
     "sse_loss",
     "step_through",
+    "to_torch",
     "trace",
 ]
