@@ -430,7 +430,8 @@ def test_a_node_is_one_object_with_no_tuple():
     for _ in range(100_000):
         x = x * w
     grown = len(gc.get_objects()) - before
-    assert 100_000 <= grown < 100_100
+    # About one object per op (a tuple per node would make it two); other garbage may come and go.
+    assert 99_000 <= grown < 101_000
 
 
 # --- hypothesis: closures and table rules give the same gradients -----------------------------------
