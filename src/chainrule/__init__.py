@@ -6,7 +6,7 @@
 7.0
 """
 
-from .engine import Value, enable_grad, grad, no_grad, primitive
+from .engine import Value, enable_grad, grad, is_grad_enabled, no_grad, primitive
 from .walkthrough import explain, step_through
 from .expr import ExpressionError, build_expression, parse_expression
 from .numerical import gradcheck, numerical_derivative
@@ -46,6 +46,7 @@ __all__ = [
     "grad",
     "gradcheck",
     "hinge_loss",
+    "is_grad_enabled",
     "l2_penalty",
     "load_model",
     "mse_loss",
