@@ -6,7 +6,7 @@
 7.0
 """
 
-from .engine import Value, enable_grad, no_grad, primitive
+from .engine import Value, enable_grad, grad, is_grad_enabled, no_grad, primitive
 from .walkthrough import explain, step_through
 from .expr import ExpressionError, build_expression, parse_expression
 from .numerical import gradcheck, numerical_derivative
@@ -15,6 +15,7 @@ from .nn import MLP, Layer, Module, Neuron
 from .optim import SGD, Adam, AdamW
 from .replay import NotReplayableError, ReplayMismatchError, compile, vmap
 from .serialize import ModelFileError, load_model, save_model
+from .bridge import UnsupportedModuleError, from_torch, to_torch
 from .train import History, fit, predict, seed_everything
 from .viz import draw_dot, trace
 
@@ -33,6 +34,7 @@ __all__ = [
     "NotReplayableError",
     "ReplayMismatchError",
     "SGD",
+    "UnsupportedModuleError",
     "Value",
     "bce_with_logits",
     "build_expression",
@@ -41,8 +43,11 @@ __all__ = [
     "enable_grad",
     "explain",
     "fit",
+    "from_torch",
+    "grad",
     "gradcheck",
     "hinge_loss",
+    "is_grad_enabled",
     "l2_penalty",
     "load_model",
     "mse_loss",
@@ -56,6 +61,7 @@ __all__ = [
     "softmax_cross_entropy",
     "sse_loss",
     "step_through",
+    "to_torch",
     "trace",
     "vmap",
 ]

@@ -28,6 +28,8 @@ follow PyTorch's formulas: ``sqrt`` at 0 has slope ``inf``; ``0 ** 0`` is 1 with
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import gc
 import math
 import numbers
@@ -39,10 +41,10 @@ from . import gradmode
 from .gradmode import enable_grad, is_grad_enabled, no_grad, track_created
 from .gradmode import note as _note
 from .mathspace import ARRAY, SCALAR
-from .primitives import PRIMITIVES, Primitive, constant_display, register
+from .primitives import PRIMITIVES, VALUE, Primitive, constant_display, register
 
-__all__ = ["ARRAY", "PRIMITIVES", "SCALAR", "Primitive", "Value", "enable_grad", "is_grad_enabled",
-           "no_grad", "primitive", "rule_of", "topological_order", "track_created"]
+__all__ = ["ARRAY", "PRIMITIVES", "SCALAR", "VALUE", "Primitive", "Value", "enable_grad", "grad",
+           "is_grad_enabled", "no_grad", "primitive", "rule_of", "topological_order", "track_created"]
 
 
 # --- 1. Value -------------------------------------------------------------------------------------
@@ -81,6 +83,9 @@ class _Custom:
 
 
 def _no_rule_message(name: str) -> str:
+    if not name:
+        return ("a hand-made node with inputs but no op has no derivative rule: give it a closure as the "
+                "lecture does (out._backward = _backward), or build it with an op of the table")
     return (f"no derivative rule for op {name!r}: give the node a closure as the lecture does "
             f"(out._backward = _backward), or add a table rule with chainrule.primitive({name!r}, "
             f"forward, backward); the table has " + ", ".join(PRIMITIVES))
@@ -118,6 +123,12 @@ class Value:
     # reference counting frees a graph the moment it is dropped. ``_prev``, ``_op`` and
     # ``_backward`` are the lecture's names, computed from these slots.
     __slots__ = ("data", "grad", "label", "_node", "_a", "_b")
+
+    def __init_subclass__(cls, **kwargs):
+        # Results of ops keep a learner's subclass (so its methods chain), unless the subclass has an
+        # __init__ of its own: results skip __init__, and would lack what it sets.
+        super().__init_subclass__(**kwargs)
+        cls._result_type = cls if cls.__init__ is Value.__init__ else Value
 
     def __new__(cls, *args, **kwargs):
         # Every slot starts filled, so a learner's subclass with its own __init__ (the lecture's
@@ -168,6 +179,8 @@ class Value:
     @_prev.setter
     def _prev(self, children) -> None:
         children = tuple(children)
+        if type(self._node) is not _Custom and children == self._prev and children:
+            return                      # the same inputs: keep the table rule
         self._node = _Custom(self._op, self._custom_fn())
         self._a, self._b = children or None, None
 
@@ -178,17 +191,21 @@ class Value:
         if rule is None:
             return ""
         if rule.kind == 3:
-            return "**" + constant_display(self._b)
+            return rule.symbol + constant_display(self._b)
         return rule.name
 
     @_op.setter
     def _op(self, name: str) -> None:
+        name = str(name)
         if type(self._node) is _Custom:
-            self._node.name = str(name)
-        else:
-            children = self._prev
-            self._node = _Custom(str(name))
-            self._a, self._b = children or None, None
+            self._node.name = name
+        elif self._node is None:
+            self._node = _Custom(name)
+        elif name != self._op:
+            # A new display name for a table node: it keeps its derivative, as its own step.
+            step, children = self._backward, self._prev
+            self._node = _Custom(name, step)
+            self._a, self._b = children, None
 
     @property
     def _rule(self) -> str:
@@ -217,7 +234,8 @@ class Value:
             return _nothing
         if type(rule) is _Custom:
             return rule.fn if rule.fn is not None else types.MethodType(rule.step, self)
-        return types.MethodType(_step, self)
+        # Bound now, so the step still works after the node is given a closure that calls it.
+        return functools.partial(_step, rule, self, self._prev, self._b if rule.kind == 3 else None)
 
     @_backward.setter
     def _backward(self, fn: Callable[[], None]) -> None:
@@ -232,7 +250,23 @@ class Value:
         return f"Value({label}data={self.data:.4f}, grad={self.grad:.4f})"
 
     def __float__(self) -> float:
+        if gradmode.open_blocks and gradmode.in_value_pass():
+            raise TypeError("a rule turned a Value into a plain number (float(), or math.* on it) while "
+                            "grad(create_graph=True) ran it on Values: write the rule with the namespace "
+                            "m's functions and arithmetic only, so its derivative can be taken too")
         return self.data
+
+    def __format__(self, spec: str) -> str:
+        # f"{v:.4f}" formats the number, so a Value can stand where a float is printed (a .grad
+        # that backward(create_graph=True) made a Value, say).
+        return format(self.data, spec) if spec else repr(self)
+
+    def _apply(self, rule: Primitive, *inputs) -> "Value":
+        """``inputs`` (Values or numbers, this one among them) through one row of the table; a row
+        with a constant takes ``(value, constant)``. The namespace on Values calls rows through it."""
+        if rule.kind == 3:
+            return _with_constant(rule, _wrap(inputs[0]), float(inputs[1]))
+        return _apply(rule, inputs)
 
     # The primitives. Each wraps a plain number into a constant Value so it shows in the graph.
 
@@ -265,7 +299,7 @@ class Value:
         if isinstance(other, Value):
             return _binary(_POW, self, other)
         if isinstance(other, numbers.Real) and not isinstance(other, bool):
-            return _with_constant(_POWK, self, float(other))
+            return _with_constant(_POWK, self, _check_number(other, "the exponent of **"))
         return NotImplemented
 
     def __rpow__(self, other):            # other ** self, with a Value exponent
@@ -320,7 +354,7 @@ class Value:
 
     # Backpropagation.
 
-    def backward(self, on_step: Callable[["Value"], None] | None = None) -> None:
+    def backward(self, on_step: Callable[["Value"], None] | None = None, create_graph: bool = False) -> None:
         """Fill in ``.grad`` of every node this one depends on, by the chain rule.
 
         The walk is iterative, so graphs of any depth work. Gradients of leaves (inputs and
@@ -330,12 +364,29 @@ class Value:
         (that is how ``explain`` and the step-through view watch backward run). Python's cycle
         collector is paused during the walk (it would only rescan the live graph) and restored.
 
+        With ``create_graph=True`` the backward pass is itself recorded: each *leaf*'s ``.grad``
+        becomes a Value (added to what it held) whose graph can be backpropagated again, for second
+        derivatives; interior nodes get the number. ``chainrule.grad`` does the same without
+        touching any ``.grad``.
+
         >>> a = Value(3.0); b = a * a
         >>> b.backward(); a.grad
         6.0
         >>> b.backward(); a.grad
         12.0
+        >>> x = Value(2.0); (x ** 3).backward(create_graph=True)
+        >>> x.grad.data, grad(x.grad, [x])[0].data        # 3x^2 and 6x
+        (12.0, 12.0)
         """
+        if create_graph:
+            grads, order = _gradients(self, VALUE, "backward(create_graph=True)")
+            for node in order:
+                g = grads.get(node, 0.0)
+                if node._a is None:
+                    node.grad = node.grad + g
+                else:
+                    node.grad = g.data if isinstance(g, Value) else g
+            return
         with _collector_paused():
             order = topological_order(self)
             for node in order:
@@ -369,19 +420,16 @@ class Value:
                     on_step(node)
 
 
+Value._result_type = Value
+
+
 def _nothing() -> None:
     """A leaf's chain-rule step: nothing to pass on."""
 
 
-def _step(node: Value) -> None:
+def _step(rule: Primitive, node: Value, inputs: tuple, k) -> None:
     """One node's table-rule step, as ``node._backward()`` runs it by hand."""
-    rule = node._node
-    kind = rule.kind
-    if kind == 0:
-        _table_step(rule, node)
-        return
-    inputs = node._prev
-    args = [c.data for c in inputs] + ([node._b] if kind == 3 else [])
+    args = [c.data for c in inputs] + ([k] if rule.kind == 3 else [])
     for child, term in zip(inputs, rule.backward(SCALAR, node.grad, node.data, *args)):
         child.grad += term
 
@@ -389,7 +437,8 @@ def _step(node: Value) -> None:
 def _check_arity(rule: Primitive, children: tuple) -> None:
     if rule.kind == 3:
         raise ValueError(f"op {rule.name!r} needs its constant exponent: write a ** k instead of "
-                         f"building the node by hand")
+                         f"building the node by hand" if rule.name == "**k" else
+                         f"op {rule.name!r} needs its constant: it is made by the engine, not by hand")
     if len(children) != rule.n_inputs:
         raise ValueError(f"op {rule.name!r} takes {rule.n_inputs} input{'s' * (rule.n_inputs != 1)}, "
                          f"got {len(children)}: pass exactly that many Values as _children")
@@ -410,7 +459,7 @@ def _collector_paused() -> Iterator[None]:
 # How results are made: one function per shape of node, each filling every slot.
 
 def _binary(rule: Primitive, a: Value, b: Value) -> Value:
-    out = _new(type(a))
+    out = _new(a._result_type)
     out.data = rule.forward(SCALAR, a.data, b.data)
     out.grad = 0.0
     out.label = ""
@@ -422,7 +471,7 @@ def _binary(rule: Primitive, a: Value, b: Value) -> Value:
 
 
 def _unary(rule: Primitive, a: Value) -> Value:
-    out = _new(type(a))
+    out = _new(a._result_type)
     out.data = rule.forward(SCALAR, a.data)
     out.grad = 0.0
     out.label = ""
@@ -435,7 +484,7 @@ def _unary(rule: Primitive, a: Value) -> Value:
 
 
 def _with_constant(rule: Primitive, a: Value, k: float) -> Value:
-    out = _new(type(a))
+    out = _new(a._result_type)
     out.data = rule.forward(SCALAR, a.data, k)
     out.grad = 0.0
     out.label = ""
@@ -447,7 +496,7 @@ def _with_constant(rule: Primitive, a: Value, k: float) -> Value:
 
 
 def _many(rule: Primitive, inputs: tuple) -> Value:
-    out = _new(type(inputs[0]))
+    out = _new(inputs[0]._result_type)
     out.data = rule.forward(SCALAR, *[v.data for v in inputs])
     out.grad = 0.0
     out.label = ""
@@ -569,19 +618,101 @@ def primitive(name: str, forward: Callable, backward: Callable, n_inputs: int | 
     def apply(*inputs) -> Value:
         if len(inputs) != rule.n_inputs:
             raise TypeError(f"{name} takes {rule.n_inputs} input{'s' * (rule.n_inputs != 1)}, got {len(inputs)}")
-        values = []
-        for x in inputs:
-            v = _wrap(x)
-            if v is None:
-                raise TypeError(f"{name} takes Values or numbers, got {type(x).__name__}")
-            values.append(v)
-        if rule.kind == 2:
-            return _binary(rule, values[0], values[1])
-        if rule.kind == 1:
-            return _unary(rule, values[0])
-        return _many(rule, tuple(values))
+        return _apply(rule, inputs)
 
     apply.__name__ = apply.__qualname__ = name if name.isidentifier() else "apply"
     apply.__doc__ = f"Apply the primitive {name!r} (added with chainrule.primitive)."
     apply.rule = rule
     return apply
+
+
+def _apply(rule: Primitive, inputs: tuple) -> Value:
+    """Values or numbers through one row of the table (any number of inputs)."""
+    values = []
+    for x in inputs:
+        v = _wrap(x)
+        if v is None:
+            raise TypeError(f"{rule.name} takes Values or numbers, got {type(x).__name__}")
+        values.append(v)
+    if rule.kind == 2:
+        return _binary(rule, values[0], values[1])
+    if rule.kind == 1:
+        return _unary(rule, values[0])
+    return _many(rule, tuple(values))
+
+
+# --- 3. Gradients as Values: grad(), and derivatives of any order -----------------------------------
+
+def _gradients(root: Value, m, who: str) -> tuple[dict, list]:
+    """Every node's gradient of ``root`` by the table's rules run on namespace ``m``, touching no .grad.
+
+    With ``m = VALUE`` the rules receive the nodes themselves and build the backward pass as a graph.
+    """
+    building = m is VALUE
+    # Building the backward graph needs recording on (even inside no_grad), and no rule may turn a
+    # Value into a float on the way (that would silently cut the derivative).
+    with _collector_paused(), (gradmode.value_pass() if building else contextlib.nullcontext()):
+        order = topological_order(root)
+        grads: dict = {root: 1.0}
+        for node in reversed(order):
+            rule = node._node
+            g = grads.get(node)
+            if rule is None or g is None:
+                continue
+            if type(rule) is _Custom:
+                if not node._a:
+                    continue
+                raise NotImplementedError(
+                    f"{who} runs the table's rules, and op {rule.name!r} is "
+                    + ("a closure (out._backward = ...), which only adds numbers into .grad"
+                       if rule.fn is not None else "a hand-made node without a rule")
+                    + f": make it a table rule with chainrule.primitive({rule.name!r}, forward, backward)")
+            inputs = node._prev
+            args = list(inputs) if building else [c.data for c in inputs]
+            if rule.kind == 3:
+                args.append(node._b)
+            try:
+                terms = rule.backward(m, g, node if building else node.data, *args)
+            except TypeError as e:
+                if not building:
+                    raise
+                raise TypeError(f"the rule of {rule.name!r} cannot run on Values for create_graph=True ({e}): "
+                                f"write it with m's functions and arithmetic, comparisons as m.le(x, c), "
+                                f"m.ge(x, c), m.eq(x, c) inside m.where") from None
+            for child, term in zip(inputs, terms):
+                had = grads.get(child)
+                grads[child] = term if had is None else had + term
+    return grads, order
+
+
+def grad(output: Value, inputs, create_graph: bool = False) -> list[Value]:
+    """The gradients of ``output`` with respect to each Value in ``inputs``, as Values.
+
+    Like ``torch.autograd.grad``: no ``.grad`` is touched. With ``create_graph=False`` the results
+    are constants; with ``create_graph=True`` they carry the graph of the backward pass, so the
+    gradient of a gradient is a second derivative (any order works). An input ``output`` does not
+    depend on gets 0. Built from the table's rules, run on Values: an op defined by a closure (the
+    lecture's ``out._backward``) raises, saying how to make it a table rule.
+
+    >>> from chainrule import Value, grad
+    >>> x = Value(3.0)
+    >>> y = 3 * x**2 - 4 * x + 5
+    >>> dy, = grad(y, [x], create_graph=True)
+    >>> d2y, = grad(dy, [x])
+    >>> dy.data, d2y.data, x.grad                       # 6x - 4, then 6; x.grad untouched
+    (14.0, 6.0, 0.0)
+    """
+    if not isinstance(output, Value):
+        raise TypeError(f"grad needs a Value to differentiate, got {type(output).__name__}")
+    if isinstance(inputs, Value):
+        raise TypeError("grad takes a list of Values as inputs (grad(y, [x]), like torch.autograd.grad)")
+    inputs = list(inputs)
+    for i, x in enumerate(inputs):
+        if not isinstance(x, Value):
+            raise TypeError(f"inputs[{i}] must be a Value, got {type(x).__name__}")
+    grads, _ = _gradients(output, VALUE if create_graph else SCALAR, "grad()")
+    results = []
+    for x in inputs:
+        g = grads.get(x, 0.0)
+        results.append(g if isinstance(g, Value) else Value(g))
+    return results

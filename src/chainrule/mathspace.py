@@ -7,7 +7,7 @@ text on whole arrays. Two kinds of function live here:
 - **forward functions** (``exp log pow sqrt div``) compute an op's result. On floats each failure is
   an error that names the op and its input, which a learner can act on (Python's own are
   ``math range error`` or a complex number from ``(-8) ** (1/3)``).
-- **derivative helpers** (``ieee_pow ieee_log ieee_div where``, and the tests ``eq le ge`` that
+- **derivative helpers** (``ieee_pow ieee_log ieee_div where``, and the tests ``eq le ge both`` that
   ``where`` selects on, written as functions so that a namespace of Values can record them) never raise: a local derivative that is
   infinite or undefined is ``inf`` or ``nan``, as in PyTorch (``sqrt`` at 0 has slope ``inf``).
   ``where(cond, x, y)`` *selects*, so a path that is switched off passes exactly 0 even when the
@@ -139,6 +139,10 @@ def _ge(x, c):
     return x >= c
 
 
+def _both(p, q):
+    return p and q
+
+
 class _ScalarMath:
     """Math on Python floats (the eager engine)."""
     exp = staticmethod(_exp)
@@ -156,6 +160,7 @@ class _ScalarMath:
     eq = staticmethod(_eq)
     le = staticmethod(_le)
     ge = staticmethod(_ge)
+    both = staticmethod(_both)
 
 
 class _ArrayMath:
@@ -176,7 +181,7 @@ class _ArrayMath:
         table = {"exp": np.exp, "log": np.log, "pow": np.power, "sqrt": np.sqrt, "div": np.divide,
                  "tanh": np.tanh, "sigmoid": sigmoid, "relu": relu, "ieee_div": np.divide,
                  "ieee_pow": np.power, "ieee_log": np.log, "where": np.where, "eq": np.equal,
-                 "le": np.less_equal, "ge": np.greater_equal}
+                 "le": np.less_equal, "ge": np.greater_equal, "both": np.logical_and}
         if name not in table:
             raise AttributeError(f"the array namespace has no function {name!r}; it offers "
                                  + ", ".join(sorted(table)))
