@@ -33,6 +33,9 @@ __all__ = ["CONST", "INPUT", "LIVE", "OP", "Graph", "record"]
 
 INPUT, LIVE, CONST, OP = 0, 1, 2, 3
 
+# Table rows whose result is always a new float object (Python's arithmetic and math functions).
+_FRESH = frozenset({"+", "*", "/", "**", "**k", "exp", "log", "sqrt", "tanh", "sigmoid"})
+
 
 class Graph:
     """A recording as flat lists, one entry per node in topological order.
@@ -211,16 +214,17 @@ def _refuse_constants_from_data(values: list, kind: list, kids: list) -> None:
     from that node's ``.data`` (``Value(x.data)``, ``max`` over data): the replay would keep the
     recorded number for every call, so refuse it. (``Value(x.data)`` stores ``x.data`` itself.)
 
-    Only floats an op computed or an argument supplied count: those are fresh objects. A live
-    leaf's float may be a literal that the compiler shares with a literal in ``fn``, and an op
-    that passes its input's float through (relu of a positive number) is not its origin.
+    Only floats that are fresh objects count: an argument's, and the result of arithmetic (the
+    ops in ``_FRESH``). A live leaf's float may be a literal that the compiler shares with a
+    literal in ``fn``; relu, a comparison or a selection may return its input's float or a
+    literal of the module that defines it.
     """
     constants = {id(v.data): v for v, k, ks in zip(values, kind, kids) if k == CONST and not ks}
     if not constants or constants.keys().isdisjoint([id(v.data) for v, k in zip(values, kind) if k != CONST]):
         return
     for v, k, ks in zip(values, kind, kids):
         c = constants.get(id(v.data)) if k == INPUT or k == OP else None
-        if c is None or c is v or any(values[j].data is v.data for j in ks):
+        if c is None or c is v or (k == OP and v._rule not in _FRESH):
             continue
         what = "an input" if k == INPUT else f"the result of op {v._op!r}"
         raise NotReplayableError(
