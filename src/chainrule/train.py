@@ -44,7 +44,7 @@ import numpy as np
 
 from .data import minibatches
 from .engine import Value, no_grad
-from .losses import LOSSES, bce_with_logits, hinge_loss, l2_penalty, mse_loss, softmax_cross_entropy, sse_loss
+from .losses import LOSSES, bce_with_logits, hinge_loss, mse_loss, softmax_cross_entropy, sse_loss
 from .nn import MLP
 from .optim import OPTIMIZERS, SGD, Optimizer
 from .steps import EagerSteps, ReplayedSteps, WholeBatchSteps, objective

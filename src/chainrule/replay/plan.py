@@ -19,7 +19,7 @@ import numpy as np
 
 from ..engine import PRIMITIVES
 from .kernels import Elementwise, Ref, SumDot
-from .record import CONST, INPUT, LIVE, OP, Graph
+from .record import CONST, LIVE, OP, Graph
 
 __all__ = ["Program", "plan"]
 

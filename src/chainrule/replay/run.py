@@ -18,7 +18,7 @@ import numpy as np
 
 from ..engine import Value, topological_order
 from . import args as A
-from .errors import NotReplayableError, ReplayMismatchError
+from .errors import ReplayMismatchError
 from .plan import Program, plan
 from .record import record
 
