@@ -20,6 +20,7 @@ raises the eager error (``exp`` overflowing, ``log(0)``) or gives the eager numb
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import numpy as np
@@ -176,7 +177,9 @@ def _buffers(bufs: tuple, example: bool) -> np.ndarray:
 # --- numbers the array code would get differently from eager floats -----------------------------
 
 def _all_finite(*arrays) -> bool:
-    return all(np.isfinite(a).all() for a in arrays)
+    # One reduction per array: a sum is finite only if every element is (a sum that overflows is a
+    # false alarm, which only sends the kernel down the exact, slower path).
+    return math.isfinite(sum(float(np.add.reduce(a, axis=None)) for a in arrays))
 
 
 def _settle(results: list, scalar: Callable, operands: list) -> None:
@@ -245,7 +248,7 @@ class SumDot:
     ``plains`` are ``(ref, needs)`` of shape (members, terms); ``dots`` are ``(a, b, needs_a,
     needs_b)`` of shape (members, products); ``grid``, if not None, is ``(a, b, needs_a, needs_b)``
     where member ``i * n_a + j`` is the dot product of row j of ``a`` (shared) and row i of ``b``:
-    a matrix product.
+    a matrix product (and then ``plains`` have shape (n_b, n_a, terms)).
     """
 
     def __init__(self, example: bool, start: int, stop: int, plains: list, dots: list, grid, reach: int):
@@ -258,12 +261,14 @@ class SumDot:
         plains = [(r.reader(bufs, batched), need) for r, need in self.plains]
         dots = [(a.reader(bufs, batched), b.reader(bufs, batched)) for a, b, _, _ in self.dots]
         grid = self.grid
+        target, axis = out, 1                  # where plain terms go, and their terms' axis
         if grid is not None:
             ga, gb = grid[0], grid[1]
             n_a, n_b = ga.shape[0], gb.shape[0]
             read_A, read_B = ga.reader(bufs, batched, raw=True), gb.reader(bufs, batched, raw=True)
             out_m = out.reshape((n_b, n_a) + out.shape[1:])
             per_example_a = ga.example and batched
+            target, axis = out_m, 2             # plain terms come in the grid's shape
 
         def forward():
             if grid is None:
@@ -277,7 +282,7 @@ class SumDot:
             else:
                 out_m[...] = np.einsum("akz,bkz->baz", read_A(), read_B())
             for read, _ in plains:
-                out.__iadd__(read().sum(axis=1))
+                target.__iadd__(read().sum(axis=axis))
             for read_a, read_b in dots:
                 out.__iadd__((read_a() * read_b()).sum(axis=1))
 
@@ -296,8 +301,9 @@ class SumDot:
 
         def backward():
             g_col = g[:, None]
+            g_plain = g_col if grid is None else g_m[:, :, None]
             for add in plain_adds:                      # the '+' rule: every term gains g
-                add(g_col)
+                add(g_plain)
             for read_a, read_b, add_a, add_b in dot_parts:
                 term_a, term_b = _MUL.backward(ARRAY, g_col, None, read_a(), read_b())
                 if add_a is not None:

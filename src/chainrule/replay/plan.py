@@ -139,7 +139,9 @@ def plan(g: Graph, live_order: list | None = None) -> Program:
                 if factored is not None:
                     perm, A, B = factored
                     members = [members[r] for r in perm]
-                    parts = [None if p is None else p[perm] for p in parts]
+                    # Plain terms in the grid's shape (b-row, a-row, term): a bias shared by every
+                    # b-row (example) is then a view with a zero stride, not a gather.
+                    parts = [None if p is None else p[perm].reshape(len(B), len(A), -1) for p in parts]
                     grid = (A, B)
                     pairs[sh] = None
             specs.append(("sum", key, members, parts, pairs, grid))

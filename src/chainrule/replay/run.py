@@ -174,11 +174,13 @@ class _Replay:
             bit = 1 << out
             reached = [s for s in range(p.n_live) if p.live_reach[s] & bit]
             front = set(p.frontier)
-            self._targets[out] = ([s for s in reached if s not in front], [s for s in reached if s in front])
-        leaves, frontier = self._targets[out]
+            leaves = [s for s in reached if s not in front]
+            rows = slice(0, len(leaves)) if leaves == list(range(len(leaves))) else np.array(leaves, dtype=np.intp)
+            self._targets[out] = ([p.live[s] for s in leaves], rows, [s for s in reached if s in front])
+        values, rows, frontier = self._targets[out]
         with _GRAD_LOCK:
-            for s, g in zip(leaves, grads[leaves].tolist()):
-                p.live[s].grad += g
+            for v, g in zip(values, grads[rows].tolist()):
+                v.grad += g
             if frontier:
                 _continue_below([p.live[s] for s in frontier], grads[frontier].tolist())
 
