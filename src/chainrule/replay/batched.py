@@ -17,7 +17,7 @@ from ..engine import Value
 from . import args as A
 from .errors import NotReplayableError, ReplayMismatchError
 from .plan import plan
-from .record import record
+from .record import collector_paused, record
 from .run import ReplayValue, _below, _Buffer, _forward_rows, _feed_rows, _mismatch, _Replay, _Run, structure_of
 
 __all__ = ["ArrayStep", "Batched"]
@@ -78,7 +78,8 @@ class Batched(_Replay):
             inputs: list[Value] = []
             return [A.make_values(s, a[0], inputs) for s, a in zip(specs, arrays)], inputs
         _, tree, _, graph = record(self.fn, make_args, 0 if self.reduce is None else 1, self._flatten)
-        self._program, self._tree = plan(graph, self._live_order), tree
+        with collector_paused():
+            self._program, self._tree = plan(graph, self._live_order), tree
         self._shapes = [s[1] for s in specs]
         self._structure = structure_of(self.fn)
 

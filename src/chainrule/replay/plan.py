@@ -172,8 +172,9 @@ def plan(g: Graph, live_order: list | None = None) -> Program:
         return spec[3]
 
     if live_order:
-        where = {v: i for i, v in enumerate(g.values) if kind[i] == LIVE}
-        place_live(np.array([where[v] for v in live_order if v in where], dtype=np.intp))
+        where = g.position
+        place_live(np.array([i for i in map(where.get, live_order) if i is not None and kind[i] == LIVE],
+                            dtype=np.intp))
     for spec in sorted(specs, key=lambda s: not s[1][0]):     # per-example groups read weights first
         for nodes in read_arrays(spec):
             place_live(nodes)

@@ -21,7 +21,10 @@ order is a topological order (a node is made after its inputs), so no graph walk
 from __future__ import annotations
 
 import gc
+import operator
+from contextlib import contextmanager
 from itertools import chain
+from typing import Iterator
 
 import numpy as np
 
@@ -29,7 +32,7 @@ from ..engine import Value
 from ..engine import enable_grad, rule_of, track_created
 from .errors import NotReplayableError
 
-__all__ = ["CONST", "INPUT", "LIVE", "OP", "Graph", "record"]
+__all__ = ["CONST", "INPUT", "LIVE", "OP", "Graph", "collector_paused", "record"]
 
 INPUT, LIVE, CONST, OP = 0, 1, 2, 3
 
@@ -56,6 +59,7 @@ class Graph:
         self.fanout: list[int] = []          # uses of each node by ops, plus one per output it is
         self.roots: list[int] = []
         self.inputs: list[int] = []          # node number of each input Value, -1 if fn never used it
+        self.position: dict = {}             # Value -> node number
         self.n_diff = 0
 
     def __len__(self) -> int:
@@ -69,20 +73,27 @@ def record(fn, make_args, n_diff: int | None, flatten) -> tuple:
     ``flatten(out)`` gives ``(tree, roots)``; the first ``n_diff`` roots are differentiable
     (None: all of them), the rest are read forward only.
     """
-    # The cycle collector would rescan the growing heap of fresh nodes many times over; a recording
-    # holds no cycles, so reference counting frees what it drops.
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with collector_paused():
         with track_created() as created, enable_grad():
             args, inputs = make_args()
             out = fn(*args)
         tree, roots = flatten(out)
         graph = _read(roots, inputs, created, len(roots) if n_diff is None else n_diff)
+    return out, tree, roots, graph
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause Python's cycle collector: it would rescan the growing heap of fresh nodes many times
+    over while a recording is made and planned; a recording holds no cycles, so reference counting
+    frees what it drops."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
     finally:
         if was_enabled:
             gc.enable()
-    return out, tree, roots, graph
 
 
 def _read(roots: list, inputs: list, created: list, n_diff: int) -> Graph:
@@ -95,6 +106,7 @@ def _read(roots: list, inputs: list, created: list, n_diff: int) -> Graph:
     kids: list[tuple] = []
     values: list = []
     input_ids = {id(v) for v in inputs}
+    constants: list[int] = []                  # the Value(...) leaves made during the call
     get = index.get
     add_kind, add_example, add_kids, add_value = kind.append, example.append, kids.append, values.append
 
@@ -114,6 +126,8 @@ def _read(roots: list, inputs: list, created: list, n_diff: int) -> Graph:
             index[v] = len(values)
             add_value(v)
             is_input = id(v) in input_ids
+            if not is_input:
+                constants.append(len(values) - 1)
             add_kind(INPUT if is_input else CONST)
             add_example(is_input)
             add_kids(())
@@ -142,16 +156,17 @@ def _read(roots: list, inputs: list, created: list, n_diff: int) -> Graph:
         add_kids(ks)
     for r in roots:
         live(r)
-    _refuse_constants_from_data(values, kind, kids)
+    _refuse_constants_from_data(values, kind, constants)
 
     # 2. Keep what the outputs depend on, and give each node the set of differentiable outputs
     #    that depend on it (one bit per output; one more bit marks what is read forward only).
-    #    When every node but the outputs feeds another node, every node reaches an output; with
-    #    one differentiable output and nothing unused but it, that is the whole answer.
+    #    When every op but the outputs feeds another op, every op reaches an output; with one
+    #    differentiable output and no op unused but it, that is the whole answer.
     n = len(values)
     root_ids = [index[r] for r in roots]
     fanout = _fanout(kids, n)
-    unused = set(np.flatnonzero(fanout == 0).tolist())
+    # Leaves nothing uses (an argument fn ignores) cost nothing; only unused ops need pruning.
+    unused = set(np.flatnonzero((fanout == 0) & (np.array(kind, dtype=np.int8) == OP)).tolist())
     g = Graph()
     new = None
     if n_diff <= 1 and unused <= ({root_ids[0]} if n_diff else set(root_ids)):
@@ -188,6 +203,7 @@ def _read(roots: list, inputs: list, created: list, n_diff: int) -> Graph:
                 _rule(v)                         # raises the named error for the first such node
         raise
     g.roots = root_ids
+    g.position = index if new is None else {v: i for i, v in enumerate(values)}
     positions = [index.get(v, -1) for v in inputs]
     g.inputs = positions if new is None else [new.get(i, -1) for i in positions]
     g.n_diff = n_diff
@@ -209,7 +225,10 @@ def _rule(v: Value):
             f"with chainrule.primitive(name, forward, backward) and build it with that primitive") from None
 
 
-def _refuse_constants_from_data(values: list, kind: list, kids: list) -> None:
+_data = operator.attrgetter("data")
+
+
+def _refuse_constants_from_data(values: list, kind: list, leaves: list[int]) -> None:
     """A constant whose float is the very float object of an input or of an op's result was made
     from that node's ``.data`` (``Value(x.data)``, ``max`` over data): the replay would keep the
     recorded number for every call, so refuse it. (``Value(x.data)`` stores ``x.data`` itself.)
@@ -219,10 +238,17 @@ def _refuse_constants_from_data(values: list, kind: list, kids: list) -> None:
     literal in ``fn``; relu, a comparison or a selection may return its input's float or a
     literal of the module that defines it.
     """
-    constants = {id(v.data): v for v, k, ks in zip(values, kind, kids) if k == CONST and not ks}
-    if not constants or constants.keys().isdisjoint([id(v.data) for v, k in zip(values, kind) if k != CONST]):
+    if not leaves:
         return
-    for v, k, ks in zip(values, kind, kids):
+    # A constant's float object held by no other node needs no closer look (a C-level pass).
+    ids = np.fromiter(map(id, map(_data, values)), dtype=np.int64, count=len(values))
+    ids.sort()
+    own = ids[np.searchsorted(ids, [id(values[i].data) for i in leaves])]
+    shared = np.searchsorted(ids, own, side="right") - np.searchsorted(ids, own, side="left") > 1
+    if not shared.any():
+        return
+    constants = {id(values[i].data): values[i] for i, s in zip(leaves, shared.tolist()) if s}
+    for v, k in zip(values, kind):
         c = constants.get(id(v.data)) if k == INPUT or k == OP else None
         if c is None or c is v or (k == OP and v._rule not in _FRESH):
             continue

@@ -20,7 +20,7 @@ from ..engine import Value, topological_order
 from . import args as A
 from .errors import ReplayMismatchError
 from .plan import Program, plan
-from .record import record
+from .record import collector_paused, record
 
 __all__ = ["Batched", "Compiled", "ReplayValue"]
 
@@ -232,7 +232,8 @@ class Compiled(_Replay):
             inputs: list[Value] = []
             return [A.make_values(s, a, inputs) for s, a in zip(specs, args)], inputs
         _, tree, _, graph = record(self.fn, make_args, None, A.flatten)
-        self._program, self._specs, self._tree = plan(graph), specs, tree
+        with collector_paused():
+            self._program, self._specs, self._tree = plan(graph), specs, tree
         self._structure = structure_of(self.fn)
         buffer = self._take(None)
         buffer.S[:], buffer.E[:] = self._program.first_S, self._program.first_E
