@@ -172,9 +172,22 @@ def _strip_xml_prolog(svg: str) -> str:
     return svg[start:] if start >= 0 else svg
 
 
+_FALLBACK_SOURCE_LIMIT = 4000   # characters of DOT text a failed drawing still shows in a notebook
+
+
+def _fallback_text(source: str, problem: str) -> str:
+    """One line saying what went wrong and what to do; the DOT text only when it is short."""
+    line = f"could not draw this graph: {problem}"
+    if len(source) > _FALLBACK_SOURCE_LIMIT:
+        return f"{line} (its {len(source):,} characters of DOT text are in .source; .save('graph.dot') writes them)"
+    return f"{source}\n# {line}"
+
+
 def _fallback_html(source: str, problem: str) -> str:
-    return (f"<p><b>chainrule could not draw this graph</b>: {html.escape(problem)}</p>"
-            f"<pre>{html.escape(source)}</pre>")
+    shown = "" if len(source) > _FALLBACK_SOURCE_LIMIT else f"<pre>{html.escape(source)}</pre>"
+    extra = (f" (its {len(source):,} characters of DOT text are in <code>.source</code>; "
+             "<code>.save('graph.dot')</code> writes them)" if not shown else "")
+    return f"<p><b>chainrule could not draw this graph</b>: {html.escape(problem)}{extra}</p>{shown}"
 
 
 class Graph:
@@ -198,19 +211,24 @@ class Graph:
         more = f", {self.omitted} not drawn" if self.omitted else ""
         return f"<chainrule Graph: {self.nodes} values{more}>"
 
-    def svg(self) -> str:
-        """The drawing as SVG text (rendered once, then remembered)."""
+    def svg(self, timeout: float | None = None) -> str:
+        """The drawing as SVG text (rendered once, then remembered). ``timeout``: seconds allowed
+        (default ``chainrule.render.RENDER_TIMEOUT_S``), after which ``RenderError`` says what to do."""
         if self._svg is None:
-            self._svg = render(self.source, "svg").decode("utf-8")
+            self._svg = render(self.source, "svg", timeout=timeout).decode("utf-8")
         return self._svg
 
-    def render(self, format: str | None = None) -> bytes:
+    def render(self, format: str | None = None, timeout: float | None = None) -> bytes:
         """The drawing as bytes in ``format`` (default: the format given to ``draw_dot``)."""
         fmt = format or self.format
-        return self.svg().encode("utf-8") if fmt == "svg" else render(self.source, fmt)
+        return self.svg(timeout).encode("utf-8") if fmt == "svg" else render(self.source, fmt, timeout=timeout)
 
-    def save(self, path, format: str | None = None) -> Path:
-        """Write the drawing to ``path``; the format comes from the suffix unless given."""
+    def save(self, path, format: str | None = None, timeout: float | None = None) -> Path:
+        """Write the drawing to ``path``; the format comes from the suffix unless given.
+
+        Every failure to draw is a ``RenderError`` with one line saying what to do: a graph too
+        deep for the bundled renderer (about 6,000 Values in a chain, docs/rendering.md), or one
+        that takes longer than ``timeout`` seconds to lay out."""
         path = Path(path)
         fmt = (format or path.suffix.lstrip(".")).lower()
         if fmt in ("dot", "gv"):
@@ -218,7 +236,7 @@ class Graph:
             return path
         if fmt not in ("svg", "png"):
             raise ValueError(f"cannot save a graph as {fmt!r}: use a .svg, .png, .dot or .gv file name")
-        data = self.render(fmt)
+        data = self.render(fmt, timeout)
         path.write_bytes(data)
         return path
 
@@ -236,7 +254,7 @@ class Graph:
             return {"image/svg+xml": self.svg(), "text/plain": repr(self)}
         except Exception as exc:  # noqa: BLE001 -- display must not raise, whatever went wrong
             problem = str(exc) or type(exc).__name__
-            return {"text/plain": f"{self.source}\n# could not draw: {problem}",
+            return {"text/plain": _fallback_text(self.source, problem),
                     "text/html": _fallback_html(self.source, problem)}
 
 
