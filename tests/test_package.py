@@ -19,7 +19,7 @@ PUBLIC = {
 }
 
 # Each module may import only the modules listed before it (docs/ARCHITECTURE.md); cli is last.
-LAYERS = ["engine", "nn", "numerical", "replay", "losses", "optim", "data", "serialize", "train",
+LAYERS = ["text", "engine", "nn", "numerical", "replay", "losses", "optim", "data", "serialize", "train",
           "render", "viz", "walkthrough", "expr", "plot", "experiment", "cli"]
 
 

