@@ -251,6 +251,7 @@ def _add_demo(sub) -> None:
     )
     p.add_argument("--out", default="runs/demo", metavar="DIR", help="output folder (default: runs/demo)")
     _add_config_flags(p, {key: CONFIG[key] for key in ("seed", "steps", "compiled")})
+    _add_force(p, "the files of an earlier run in --out")
     p.set_defaults(func=_cmd_run)
 
 
@@ -269,6 +270,7 @@ def _add_train(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_config_flags(p, CONFIG)
+    _add_force(p, "the files of an earlier run in --out")
     p.set_defaults(func=_cmd_run)
 
 
@@ -276,7 +278,7 @@ def _cmd_run(args) -> int:
     """``demo`` and ``train``: the settings given as flags, over the defaults, run as one experiment."""
     from .experiment import CONFIG, resolve_config, run
 
-    run(resolve_config({key: getattr(args, key) for key in CONFIG if hasattr(args, key)}))
+    run(resolve_config({key: getattr(args, key) for key in CONFIG if hasattr(args, key)}), overwrite=args.force)
     return 0
 
 

@@ -21,7 +21,12 @@ import difflib
 import json
 import math
 import os
+import shutil
+import signal
+import tempfile
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,9 +37,11 @@ from .losses import LOSSES
 from .nn import ACTIVATIONS, MLP
 from .optim import OPTIMIZERS
 from .serialize import save_model
-from .train import History, evaluate, fit, seed_everything
+from .text import number, printable
+from .train import DivergedError, History, evaluate, fit, seed_everything
 
-__all__ = ["CONFIG", "ConfigError", "RunResult", "flag", "resolve_config", "run"]
+__all__ = ["BYTES_PER_NODE", "CONFIG", "ConfigError", "OUTPUTS", "RunResult", "flag", "graph_size", "resolve_config",
+           "run"]
 
 
 # The settings: one flat block of defaults, each with its help text. Every key is also a flag of
@@ -149,13 +156,17 @@ def resolve_config(overrides: dict) -> dict:
     return c
 
 
-def run(config: dict) -> RunResult:
+def run(config: dict, *, overwrite: bool = False) -> RunResult:
     """Train as ``config`` says, print the progress and the result, and write the outputs.
 
     ``config`` is checked by ``resolve_config`` first (missing keys take their defaults), so a
-    mistake raises ``ConfigError`` before anything is trained or written. The folder ``out`` then
-    gets model.json, config.json (the configuration as run), history.json and, with matplotlib,
-    loss_curve.png and (for 2 inputs) decision_boundary.png.
+    mistake raises ``ConfigError`` before anything is trained or written. So does an ``out`` that
+    cannot be written, one that already holds a run's files (unless ``overwrite=True``: the rule
+    of every chainrule command is that nothing existing is overwritten without ``--force``), and a
+    model whose training graph would not fit in memory. The folder ``out`` then gets model.json,
+    config.json (the configuration as run), history.json and, with matplotlib, loss_curve.png and
+    (for 2 inputs) decision_boundary.png: all of them or, if the run fails or is interrupted,
+    none (they are written into a hidden folder first and moved in at the end).
 
     >>> import tempfile
     >>> result = run({"dataset": "lecture", "hidden": "4", "activation": "tanh", "loss": "mse",
@@ -169,7 +180,11 @@ def run(config: dict) -> RunResult:
     config = resolve_config(config)
     out = Path(config["out"])
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"{flag('out')} {out}: exists and is not a folder")
+        raise ConfigError(f"{flag('out')} {printable(out)}: exists and is not a folder")
+    clashes = [name for name in OUTPUTS if (out / name).exists()]
+    if clashes and not overwrite:
+        raise ConfigError(f"{flag('out')} {printable(out)} already has {', '.join(clashes)}; pass --force to "
+                          "overwrite them, or choose another --out")
     if config["compiled"]:
         try:
             from . import replay  # noqa: F401
@@ -186,52 +201,198 @@ def run(config: dict) -> RunResult:
     width = 1 if n_classes <= 2 else n_classes
     if config["loss"] == "auto":
         config["loss"] = "hinge" if width == 1 else "cross_entropy"
-    model = MLP(X.shape[1], config["hidden"] + [width], activation=config["activation"],
-                output_activation="linear")
-    lr, steps = config["lr"], config["steps"]
-    rate = (lambda k: lr * (1.0 - 0.9 * k / steps)) if config["schedule"] == "linear" else lr
-    optimizer = OPTIMIZERS[config["optimizer"]](model.parameters(), lr=rate)
+    batch = config["batch_size"] if 0 < config["batch_size"] < len(X) else len(X)
+    _check_graph_size(X.shape[1], config["hidden"] + [width], batch, config["activation"])
+    with _Staging(out) as staging:        # out is writable, checked before the first step
+        model = MLP(X.shape[1], config["hidden"] + [width], activation=config["activation"],
+                    output_activation="linear")
+        lr, steps = config["lr"], config["steps"]
+        rate = (lambda k: lr * (1.0 - 0.9 * k / steps)) if config["schedule"] == "linear" else lr
+        optimizer = OPTIMIZERS[config["optimizer"]](model.parameters(), lr=rate)
 
-    held_out = f", {len(X_test)} held out for testing" if X_test is not None else ""
-    print(f"training {model!r}")
-    falling = f" falling to {0.1 * lr:g}" if config["schedule"] == "linear" else ""
-    print(f"on {config['dataset']}: {len(X)} examples{held_out}; {config['loss']} loss, {config['optimizer']} "
-          f"lr {lr:g}{falling}, {steps} steps")
-    start = time.perf_counter()
-    history = fit(model, X, y, loss=config["loss"], optimizer=optimizer, steps=steps,
-                  batch_size=config["batch_size"], l2=config["l2"], X_test=X_test, y_test=y_test,
-                  compiled=config["compiled"], seed=config["seed"])
-    seconds = time.perf_counter() - start
-    loss, acc = evaluate(model, X, y, loss=config["loss"], l2=config["l2"])
-    tested = f" | test accuracy {history.test_accuracy[-1]:.1%}" if history.test_accuracy else ""
-    print(f"final loss {loss:.4f} | accuracy {acc:.1%}{tested} ({len(history)} steps in {seconds:.1f} s)")
-
-    written = _write_outputs(out, model, history, config, X, y)
+        held_out = f", {len(X_test)} held out for testing" if X_test is not None else ""
+        print(f"training {model!r}")
+        falling = f" falling to {0.1 * lr:g}" if config["schedule"] == "linear" else ""
+        print(f"on {config['dataset']}: {len(X)} examples{held_out}; {config['loss']} loss, {config['optimizer']} "
+              f"lr {lr:g}{falling}, {steps} steps")
+        start = time.perf_counter()
+        try:
+            history = fit(model, X, y, loss=config["loss"], optimizer=optimizer, steps=steps,
+                          batch_size=config["batch_size"], l2=config["l2"], X_test=X_test, y_test=y_test,
+                          compiled=config["compiled"], seed=config["seed"])
+        except DivergedError as exc:
+            raise DivergedError(f"loss became {exc.loss} at step {exc.step} with {flag('lr')} {lr:g}: lower the "
+                                f"learning rate (or try {flag('optimizer')} adam); nothing was written",
+                                exc.step, exc.loss, exc.history) from None
+        seconds = time.perf_counter() - start
+        loss, acc = evaluate(model, X, y, loss=config["loss"], l2=config["l2"])
+        tested = f" | test accuracy {history.test_accuracy[-1]:.1%}" if history.test_accuracy else ""
+        print(f"final loss {number(loss)} | accuracy {acc:.1%}{tested} ({len(history)} steps in {seconds:.1f} s)")
+        names, hint = _write_outputs(staging.path, model, history, config, X, y)
+        staging.commit(names)
+    written = [out / name for name in names]
+    print(f"wrote {', '.join(names)} to {printable(out)}{os.sep}")
+    if hint:
+        print(hint)
     if X.shape[1] <= 4:
-        print(f"try: chainrule predict --model {out / 'model.json'} " + ",".join(f"{v:g}" for v in X[0]))
+        print(f"try: chainrule predict --model {printable(out / 'model.json')} " + ",".join(f"{v:g}" for v in X[0]))
     return RunResult(model, history, loss, acc, config, written)
 
 
-def _write_outputs(out: Path, model: MLP, history: History, config: dict, X, y) -> list[Path]:
-    """Write the model, the configuration, the history and the pictures; print what was written."""
-    out.mkdir(parents=True, exist_ok=True)
-    written = [save_model(model, out / "model.json", metadata={"config": config})]
+# Every file a run writes; a run that overwrites (--force) replaces them all, stale ones included.
+OUTPUTS = ("model.json", "config.json", "history.json", "decision_boundary.png", "loss_curve.png")
+
+
+def _write_outputs(folder: Path, model: MLP, history: History, config: dict, X, y) -> tuple[list[str], str]:
+    """Write the model, the configuration, the history and the pictures into ``folder``; return
+    their names and a hint when the pictures could not be made."""
+    save_model(model, folder / "model.json", metadata={"config": config})
+    names = ["model.json"]
     for name, content in (("config.json", config), ("history.json", history.to_dict())):
-        (out / name).write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
-        written.append(out / name)
+        (folder / name).write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
+        names.append(name)
+    hint = ""
     try:
         from .plot import plot_decision_boundary, plot_history, save_figure
         if X.shape[1] == 2:
-            written.append(save_figure(plot_decision_boundary(model, X, y, compiled=config["compiled"] or None),
-                                       out / "decision_boundary.png"))
-        written.append(save_figure(plot_history(history), out / "loss_curve.png"))
-        hint = ""
+            save_figure(plot_decision_boundary(model, X, y, compiled=config["compiled"] or None),
+                        folder / "decision_boundary.png")
+            names.append("decision_boundary.png")
+        save_figure(plot_history(history), folder / "loss_curve.png")
+        names.append("loss_curve.png")
     except ImportError as exc:
         hint = f"no pictures: {exc}"
-    print(f"wrote {', '.join(path.name for path in written)} to {out}{os.sep}")
-    if hint:
-        print(hint)
-    return [Path(path) for path in written]
+    return names, hint
+
+
+class _Staging:
+    """A hidden folder beside (or inside) ``out`` that receives a run's files, moved into ``out``
+    at the end: all of them or, when the run fails or is interrupted, none.
+
+    Making it checks that ``out`` is writable before any training. A new ``out`` is the staging
+    folder renamed (one atomic step); into an existing one the files are moved one by one with
+    Ctrl-C held back for those few microseconds, and older run files this run did not make are removed.
+    """
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.path: Path | None = None
+        self.created: list[Path] = []
+
+    def __enter__(self) -> "_Staging":
+        where = self.out if self.out.is_dir() else self.out.parent
+        missing = []
+        folder = where
+        while not folder.exists() and folder != folder.parent:
+            missing.append(folder)
+            folder = folder.parent
+        try:
+            where.mkdir(parents=True, exist_ok=True)
+            self.created = missing
+            self.path = Path(tempfile.mkdtemp(prefix=".chainrule-run-", dir=where))
+        except OSError as err:
+            self._remove_created()
+            raise ConfigError(f"{flag('out')} {printable(self.out)}: cannot write there "
+                              f"({printable(err.strerror or err)}); choose another --out") from None
+        return self
+
+    def commit(self, names: list[str]) -> None:
+        with _interrupts_held():
+            if not self.out.exists():
+                try:
+                    os.rename(self.path, self.out)
+                    self.path = None
+                    return
+                except OSError:
+                    pass            # out appeared meanwhile: move the files in one by one
+            self.out.mkdir(exist_ok=True)
+            for name in names:
+                os.replace(self.path / name, self.out / name)
+            for name in OUTPUTS:
+                if name not in names and (self.out / name).exists():
+                    (self.out / name).unlink()
+
+    def __exit__(self, kind, error, trace) -> None:
+        if self.path is not None:
+            shutil.rmtree(self.path, ignore_errors=True)
+        if kind is not None:
+            self._remove_created()
+
+    def _remove_created(self) -> None:
+        for folder in self.created:           # innermost first; only if still empty
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+
+
+@contextmanager
+def _interrupts_held():
+    """Hold back Ctrl-C (SIGINT) until the block is done, then deliver it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
+# Measured: a training step's graph takes about 200 bytes per Value (the Value with its slots, its
+# tuple of inputs, and the lists that hold the scores), on CPython 3.11, 64-bit.
+BYTES_PER_NODE = 200
+
+
+def graph_size(nin: int, widths: list[int], batch: int, activation: str = "relu") -> int:
+    """About how many Values one training step builds: per example, each neuron makes a product
+    and a sum per input, a constant per input of the first layer and its activation; then the
+    loss and the L2 penalty (three per parameter).
+
+    >>> graph_size(2, [16, 16, 1], 100)        # micrograd's demo: 66,014 counted by the replay
+    68811
+    """
+    sizes = [nin] + list(widths)
+    per_example = sum(nout * (2 * fan_in + (fan_in if i == 0 else 0) + (activation != "linear"))
+                      for i, (fan_in, nout) in enumerate(zip(sizes, sizes[1:])))
+    parameters = sum((fan_in + 1) * nout for fan_in, nout in zip(sizes, sizes[1:]))
+    return batch * (per_example + 5 * widths[-1]) + 3 * parameters
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory this machine can still give (Linux's MemAvailable), or None if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _check_graph_size(nin: int, widths: list[int], batch: int, activation: str) -> None:
+    """Refuse, with the numbers, a model whose training step would not fit in memory; warn when
+    it would take more than a quarter of it."""
+    nodes = graph_size(nin, widths, batch, activation)
+    need = nodes * BYTES_PER_NODE
+    have = _available_memory()
+    if have is None:
+        return
+    sizes = f"about {nodes:,} Values, {need / 2**30:.1f} GiB"
+    fix = "use smaller --hidden widths, a --batch-size, or fewer --n-samples"
+    if need > 0.8 * have:
+        raise ConfigError(f"one training step would build {sizes}, and this machine has {have / 2**30:.1f} GiB "
+                          f"available: {fix}")
+    if need > 0.25 * have:
+        print(f"warning: one training step builds {sizes} of the {have / 2**30:.1f} GiB available; "
+              f"this will be slow ({fix})")
 
 
 def _choice(key: str, value, valid) -> str:
