@@ -10,9 +10,11 @@ one-line error (for bug reports, or to see where a library error came from).
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
+
+# argparse, like everything else, is imported inside the functions: until main() runs, nothing can
+# catch a Ctrl-C, so importing this module must take next to no time.
 
 __all__ = ["CLIError", "main"]
 
@@ -80,6 +82,8 @@ def _missing_folders(path) -> list[str]:
 
 
 def _add_graph(sub) -> None:
+    import argparse
+
     p = sub.add_parser(
         "graph",
         help="build an expression, run backward, draw the graph and print the gradients",
@@ -221,6 +225,8 @@ def _cmd_graph(args) -> int:
 
 
 def _add_config_flags(p, config) -> None:
+    import argparse
+
     from .experiment import flag
 
     # Every value arrives as text and is checked by resolve_config, so that a mistake reads
@@ -236,6 +242,8 @@ def _add_config_flags(p, config) -> None:
 
 
 def _add_demo(sub) -> None:
+    import argparse
+
     from .experiment import CONFIG
 
     p = sub.add_parser(
@@ -256,6 +264,8 @@ def _add_demo(sub) -> None:
 
 
 def _add_train(sub) -> None:
+    import argparse
+
     from .experiment import CONFIG
 
     p = sub.add_parser(
@@ -283,6 +293,8 @@ def _cmd_run(args) -> int:
 
 
 def _add_predict(sub) -> None:
+    import argparse
+
     p = sub.add_parser(
         "predict",
         help="print a saved model's output for some points",
@@ -332,6 +344,8 @@ def _cmd_predict(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="chainrule",
         description="Backpropagation you can read, watch, check and run fast.",

@@ -443,7 +443,7 @@ def _parse_hidden(text) -> list[int]:
     widths = []
     for part in text.split(","):
         part = part.strip()
-        if not part.isdigit() or int(part) < 1:
+        if not (part.isascii() and part.isdigit()) or int(part) < 1:    # "²".isdigit() is True
             raise ConfigError(f"{flag('hidden')} must be comma-separated positive whole numbers like 16,16 "
                               f"(or '' for no hidden layer), got {text!r}")
         widths.append(int(part))

@@ -102,7 +102,8 @@ def _dot_text(text: str) -> str:
             out.append("&amp;")
         elif ch == "\n":
             out.append("\\n")
-        elif ch < " " or ch == "\x7f":
+        elif ch < " " or ch == "\x7f" or "\ud800" <= ch <= "\udfff":
+            # Control characters, and lone surrogates (which no file can encode), show as U+FFFD.
             out.append("\ufffd")
         else:
             out.append(ch)
