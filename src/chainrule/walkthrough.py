@@ -44,7 +44,23 @@ FORMULAS: dict[str, tuple[str, ...]] = {
     "relu":    ("[{a} > 0] * {g}",),
 }
 
-_NAME_LIMIT = 20  # longer expressions are called node<i>: a name must fit on a line
+_NAME_LIMIT = 30  # a name must fit on a line: longer expressions are shortened, or called node<i>
+
+
+def _spellings(rule: str, op: str, parts: list[str]):
+    """Ways to name a result by the expression that made it, fullest first; ``…`` stands for an
+    input whose name is too long (``(…+L0.N3.b)``, ``tanh(…)``)."""
+    if rule in ("+", "*", "**", "/") and len(parts) == 2:
+        a, b = parts
+        yield f"({a}{op}{b})"
+        yield f"(…{op}{b})"
+        yield f"({a}{op}…)"
+    elif rule == "**k":
+        yield f"({parts[0]}{op})"
+        yield f"(…{op})"
+    else:
+        yield f"{op}({', '.join(parts)})"
+        yield f"{op}(…)"
 
 
 def _names(order: list[Value]) -> dict[int, str]:
@@ -52,6 +68,7 @@ def _names(order: list[Value]) -> dict[int, str]:
     from .text import printable
 
     names: dict[int, str] = {}
+    used: set[str] = set()
     for i, node in enumerate(order):
         if node.label:
             name = _operand(printable(node.label))
@@ -59,15 +76,10 @@ def _names(order: list[Value]) -> dict[int, str]:
             name = f"node{i}"
         else:
             parts = [names[id(child)] for child in node._prev]
-            op = node._op
-            if node._rule in ("+", "*", "**") and len(parts) == 2:
-                name = f"({parts[0]}{op}{parts[1]})"
-            elif node._rule == "**k":
-                name = f"({parts[0]}{op})"
-            else:
-                name = f"{op}({', '.join(parts)})"
-            if len(name) > _NAME_LIMIT:
-                name = f"node{i}"
+            # Each name is one node's: a spelling another node already has is skipped.
+            name = next((text for text in _spellings(node._rule, node._op, parts)
+                         if len(text) <= _NAME_LIMIT and text not in used), f"node{i}")
+        used.add(name)
         names[id(node)] = name
     return names
 
