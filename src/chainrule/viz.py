@@ -11,14 +11,16 @@ Labels are user text, so they are escaped for DOT here; Graphviz escapes them ag
 from __future__ import annotations
 
 import html
+import re
 from collections import deque
 from pathlib import Path
 from typing import Iterable
 
-from .engine import Value
+from .engine import Value, topological_order
 from .render import RenderError, render
+from .text import number
 
-__all__ = ["Graph", "draw_dot", "trace"]
+__all__ = ["Graph", "draw_dot", "neuron_groups", "trace"]
 
 
 class _Traced:
@@ -124,9 +126,45 @@ CURRENT_FILL = "#ffd54f"
 CHANGED_FILL = "#c8e6c9"
 
 
+_PLACE = re.compile(r"(L\d+\.N\d+)\.(?:w\d+|b)")     # a parameter named by place (nn.Module.named_parameters)
+_ACTIVATION_OPS = ("tanh", "relu", "sigmoid")
+
+
+def neuron_groups(nodes: list[Value]) -> dict[int, str]:
+    """``{id(node): "L0.N2"}`` for the nodes that make up each neuron of an MLP: its parameters
+    (labelled by place), its products ``w*x``, the sums that add them to its bias, and its
+    activation. Everything else (inputs, losses, sums over examples) belongs to no neuron.
+
+    >>> import random; random.seed(0)
+    >>> from chainrule import MLP
+    >>> out = MLP(1, [1])([2.0])             # tanh(b + w0*2)
+    >>> sorted(set(neuron_groups(topological_order(out)).values()))
+    ['L0.N0']
+    """
+    owner: dict[int, str] = {}
+    for node in nodes:
+        if not node._prev:
+            match = _PLACE.fullmatch(node.label)
+            if match:
+                owner[id(node)] = match.group(1)
+            continue
+        kids = [owner.get(id(child)) for child in node._prev]
+        direct = [owner[id(c)] for c in node._prev if not c._prev and id(c) in owner]   # parameters
+        terms = [owner[id(c)] for c in node._prev if c._rule == "*" and id(c) in owner]  # its w*x
+        if node._rule == "*" and len(direct) == 1:
+            owner[id(node)] = direct[0]                  # w * x
+        elif node._rule == "+" and kids[0] and len(set(kids)) == 1 and (direct or terms):
+            owner[id(node)] = kids[0]                    # b + w*x, then + w*x ...
+        elif node._rule in _ACTIVATION_OPS and kids[0] and node._prev[0]._rule == "+":
+            owner[id(node)] = kids[0]                    # the neuron's activation
+    return owner
+
+
 def _dot_source(found: _Traced, rankdir: str = "LR", *, grads: dict[int, float] | None = None,
-                current: Value | None = None, changed: Iterable[Value] = (), frame: str = "") -> str:
-    """DOT text for a traced graph; ``grads`` (by ``id``) overrides the shown gradients."""
+                current: Value | None = None, changed: Iterable[Value] = (), frame: str = "",
+                names: dict[int, str] | None = None, group: bool = True) -> str:
+    """DOT text for a traced graph; ``grads`` (by ``id``) overrides the shown gradients, ``names``
+    gives unlabelled nodes a name to show, and ``group`` boxes each neuron's nodes together."""
     if rankdir not in ("LR", "RL", "TB", "BT"):
         raise ValueError(f"rankdir must be one of LR, RL, TB, BT, got {rankdir!r}")
     ids = {id(node): f"{frame}v{i}" for i, node in enumerate(found.nodes)}
@@ -138,7 +176,8 @@ def _dot_source(found: _Traced, rankdir: str = "LR", *, grads: dict[int, float] 
     for node in found.nodes:
         uid = ids[id(node)]
         grad = node.grad if grads is None else grads.get(id(node), node.grad)
-        label = f"{{ {_record_text(node.label)} | data {node.data:.4f} | grad {grad:.4f} }}"
+        shown = node.label or (names or {}).get(id(node), "")
+        label = f"{{ {_record_text(shown)} | data {number(node.data)} | grad {number(grad)} }}"
         style = ""
         if current is not None and node is current:
             style = f', style=filled, fillcolor="{CURRENT_FILL}", class="current", penwidth=2'
@@ -151,6 +190,17 @@ def _dot_source(found: _Traced, rankdir: str = "LR", *, grads: dict[int, float] 
             lines.append(f"  {uid}op -> {uid};")
     for child, parent in found.edges:
         lines.append(f"  {ids[id(child)]} -> {ids[id(parent)]}op;")
+    if group:
+        members: dict[str, list[str]] = {}
+        owner = neuron_groups(topological_order(found.nodes[0]))
+        for node in found.nodes:
+            place = owner.get(id(node))
+            if place is not None:
+                members.setdefault(place, []).append(ids[id(node)] + (f"; {ids[id(node)]}op" if node._prev else ""))
+        for k, (place, items) in enumerate(sorted(members.items())):
+            # A cluster per neuron: the drawing of an MLP reads neuron by neuron.
+            lines.append(f'  subgraph cluster_{frame}n{k} {{ label="{place}"; style="rounded,dashed"; '
+                         f'color="#9e9e9e"; fontcolor="#616161"; {"; ".join(items)}; }}')
     if found.omitted:
         # Said twice: a comment for whoever reads the DOT text, a note node for whoever sees the picture.
         note = (f"{found.omitted} more node{'s' * (found.omitted != 1)} not drawn: showing the "

@@ -53,8 +53,9 @@ def _spellings(rule: str, op: str, parts: list[str]):
     if rule in ("+", "*", "**", "/") and len(parts) == 2:
         a, b = parts
         yield f"({a}{op}{b})"
-        yield f"(…{op}{b})"
-        yield f"({a}{op}…)"
+        # Keep the shorter side, which is usually the one a reader knows (a parameter's name).
+        shorter_first = [f"(…{op}{b})", f"({a}{op}…)"] if len(b) <= len(a) else [f"({a}{op}…)", f"(…{op}{b})"]
+        yield from shorter_first
     elif rule == "**k":
         yield f"({parts[0]}{op})"
         yield f"(…{op})"
@@ -296,25 +297,46 @@ class StepThrough:
         return path
 
 
+# The drawing keeps its natural size (Graphviz's 12 pt labels stay readable) inside a scrolling
+# view, with zoom buttons; the caption has a fixed height, so the drawing does not jump up and
+# down as captions of one and two lines alternate.
 _PLAYER_CSS = """
 #{id} {{ font-family: Helvetica, Arial, sans-serif; }}
 #{id} .crs-frame {{ display: none; }}
 #{id} .crs-frame.crs-on {{ display: block; }}
-#{id} .crs-controls {{ display: flex; gap: 0.6em; align-items: center; margin: 0.4em 0; }}
+#{id} .crs-controls {{ display: flex; flex-wrap: wrap; gap: 0.6em; align-items: center; margin: 0.4em 0; }}
 #{id} .crs-slider {{ flex: 0 1 20em; }}
-#{id} pre.crs-caption {{ background: #f6f6f6; padding: 0.5em; margin: 0.3em 0; white-space: pre; overflow-x: auto; }}
+#{id} pre.crs-caption {{ background: #f6f6f6; padding: 0.5em; margin: 0.3em 0; white-space: pre;
+  overflow: auto; height: 5.2em; box-sizing: content-box; }}
 #{id} .crs-note {{ color: #8a5300; }}
-#{id} svg {{ max-width: 100%; height: auto; }}
+#{id} .crs-view {{ overflow: auto; max-height: 75vh; border: 1px solid #e0e0e0; }}
+#{id} .crs-view svg {{ display: block; max-width: none; }}
 """
 
-# Plain JavaScript, no libraries: one frame is shown at a time; buttons, slider and arrow keys move.
+# Plain JavaScript, no libraries: one frame is shown at a time; buttons, slider and arrow keys move;
+# zoom scales every frame's drawing from its natural size (100%).
 _PLAYER_JS = """
 (function () {{
   var root = document.getElementById("{id}");
   var frames = root.querySelectorAll(".crs-frame");
   var slider = root.querySelector(".crs-slider");
   var counter = root.querySelector(".crs-counter");
-  var at = 0;
+  var zoomText = root.querySelector(".crs-zoom");
+  var at = 0, zoom = 1;
+  var svgs = root.querySelectorAll(".crs-view svg");
+  var natural = [];
+  for (var i = 0; i < svgs.length; i++) {{
+    natural.push([parseFloat(svgs[i].getAttribute("width")), parseFloat(svgs[i].getAttribute("height"))]);
+  }}
+  function scale(z) {{
+    zoom = Math.max(0.1, Math.min(4, z));
+    for (var i = 0; i < svgs.length; i++) {{
+      svgs[i].setAttribute("width", natural[i][0] * zoom + "pt");
+      svgs[i].setAttribute("height", natural[i][1] * zoom + "pt");
+    }}
+    zoomText.textContent = Math.round(zoom * 100) + "%";
+    centre(frames[at]);
+  }}
   function show(k) {{
     k = Math.max(0, Math.min(frames.length - 1, k));
     frames[at].classList.remove("crs-on");
@@ -322,10 +344,23 @@ _PLAYER_JS = """
     at = k;
     slider.value = String(k);
     counter.textContent = "step " + (k + 1) + " of " + frames.length;
+    centre(frames[k]);
+  }}
+  function centre(frame) {{
+    // Scroll the drawing so that the node whose step this is sits in the middle of the view.
+    var view = frame.querySelector(".crs-view"), node = frame.querySelector("g.node.current");
+    if (!view || !node) return;
+    var v = view.getBoundingClientRect(), n = node.getBoundingClientRect();
+    view.scrollLeft += (n.left + n.width / 2) - (v.left + v.width / 2);
+    view.scrollTop += (n.top + n.height / 2) - (v.top + v.height / 2);
   }}
   root.querySelector(".crs-prev").addEventListener("click", function () {{ show(at - 1); }});
   root.querySelector(".crs-next").addEventListener("click", function () {{ show(at + 1); }});
+  root.querySelector(".crs-in").addEventListener("click", function () {{ scale(zoom * 1.25); }});
+  root.querySelector(".crs-out").addEventListener("click", function () {{ scale(zoom / 1.25); }});
+  root.querySelector(".crs-actual").addEventListener("click", function () {{ scale(1); }});
   slider.addEventListener("input", function () {{ show(parseInt(slider.value, 10)); }});
+  centre(frames[0]);
   root.addEventListener("keydown", function (e) {{
     if (e.key === "ArrowLeft") {{ show(at - 1); e.preventDefault(); }}
     if (e.key === "ArrowRight") {{ show(at + 1); e.preventDefault(); }}
@@ -344,13 +379,18 @@ def _player_html(steps: StepThrough, dom_id: str) -> str:
              'aria-label="step">',
              '<button type="button" class="crs-next">next &#9654;</button>',
              f'<span class="crs-counter">step 1 of {n}</span>',
+             '<span class="crs-zoombox">zoom <button type="button" class="crs-out" aria-label="zoom out">&minus;</button>'
+             '<span class="crs-zoom">100%</span>'
+             '<button type="button" class="crs-in" aria-label="zoom in">+</button>'
+             '<button type="button" class="crs-actual">100%</button></span>',
              "</div>"]
     if steps.note:
         parts.append(f'<p class="crs-note">{html.escape(steps.note)}</p>')
     for frame, body in zip(steps.frames, steps._frame_bodies()):
         on = " crs-on" if frame.step == 0 else ""
         parts.append(f'<div class="crs-frame{on}" data-step="{frame.step}" data-node="{html.escape(frame.name)}">'
-                     f'<pre class="crs-caption">{html.escape(frame.caption)}</pre>{body}</div>')
+                     f'<pre class="crs-caption">{html.escape(frame.caption)}</pre>'
+                     f'<div class="crs-view">{body}</div></div>')
     parts.append("</div>")
     parts.append(f"<script>{_PLAYER_JS.format(id=dom_id)}</script>")
     return "\n".join(parts)
@@ -401,7 +441,8 @@ def step_through(root: Value, max_nodes: int | None = 50, max_frames: int | None
             caption.append(f"({name} is not in the drawing: only the {len(found.nodes)} nodes nearest the "
                            "output are drawn)")
         grads = {id(v): v.grad for v in found.nodes}
-        source = _dot_source(found, rankdir, grads=grads, current=node, changed=node._prev, frame=f"f{step}_")
+        source = _dot_source(found, rankdir, grads=grads, current=node, changed=node._prev, frame=f"f{step}_",
+                             names=names)
         frames.append(Frame(step, node, name, "\n".join(caption), source))
 
     _fresh_pass(root, on_step)
