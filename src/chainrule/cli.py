@@ -116,7 +116,8 @@ def _add_graph(sub) -> None:
 # One rule for every command that writes: nothing that already exists is overwritten unless
 # --force is given, and the error says which files and how to go on.
 def _add_force(p, what: str) -> None:
-    p.add_argument("--force", action="store_true", help=f"overwrite {what} if it already exists")
+    p.add_argument("--force", action="store_true",
+                   help=f"overwrite {what} (without it, nothing that exists is overwritten)")
 
 
 def _refuse_overwrite(paths, force: bool, where: str = "") -> None:
@@ -266,15 +267,16 @@ def _add_demo(sub) -> None:
 def _add_train(sub) -> None:
     import argparse
 
-    from .experiment import CONFIG
+    from .experiment import CONFIG, defaults_table
 
     p = sub.add_parser(
         "train",
         help="train an MLP on a toy dataset, every setting a flag",
         description="Train an MLP on a toy dataset and write model.json, config.json (the resolved\n"
                     "settings), history.json and the pictures into --out. Every setting has a default\n"
-                    "(micrograd's demo); an unknown name is an error listing the valid ones.",
-        epilog="example:\n"
+                    "(micrograd's demo), and each dataset its own that train it well (listed below);\n"
+                    "an unknown name is an error listing the valid ones.",
+        epilog=defaults_table() + "\n\nexample:\n"
                "  chainrule train --dataset spirals --n-samples 200 --optimizer adam --lr 0.03 \\\n"
                "      --steps 300 --test-size 0.25 --compiled --out runs/spirals",
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -9,7 +9,7 @@ and the pictures into one folder. ``chainrule train`` is these two calls with a 
 >>> config = resolve_config({"dataset": "xor", "hidden": "4", "steps": 2, "out": tempfile.mkdtemp()})
 >>> result = run(config)        # doctest: +ELLIPSIS
 training MLP(2 -> 4 relu -> 1 linear, 17 parameters)
-on xor: 100 examples; hinge loss, sgd lr 1 falling to 0.1, 2 steps
+on xor: 100 examples; hinge loss, adam lr 0.05 falling to 0.005, 2 steps
 ...
 >>> [path.name for path in result.written][:3]
 ['model.json', 'config.json', 'history.json']
@@ -34,14 +34,14 @@ import numpy as np
 
 from .data import DATASETS, train_test_split
 from .losses import LOSSES
-from .nn import ACTIVATIONS, MLP
+from .nn import ACTIVATIONS, INITS, MLP
 from .optim import OPTIMIZERS
 from .serialize import save_model
 from .text import number, printable
 from .train import DivergedError, History, evaluate, fit, seed_everything
 
-__all__ = ["BYTES_PER_NODE", "CONFIG", "ConfigError", "OUTPUTS", "RunResult", "flag", "graph_size", "resolve_config",
-           "run"]
+__all__ = ["BYTES_PER_NODE", "CONFIG", "ConfigError", "DATASET_DEFAULTS", "OUTPUTS", "RunResult", "defaults_table",
+           "flag", "graph_size", "resolve_config", "run"]
 
 
 # The settings: one flat block of defaults, each with its help text. Every key is also a flag of
@@ -57,6 +57,8 @@ CONFIG: dict[str, tuple] = {
     "hidden":     ("16,16",      "widths of the hidden layers, comma-separated ('' for none); "
                                  "the output layer is added: 1 score for two classes, else one per class"),
     "activation": ("relu",       "the hidden layers' activation: tanh, relu, sigmoid, linear (the output is linear)"),
+    "init":       ("uniform",    "initial weights: uniform (the lecture's, in [-1, 1]) or fan_in (that times "
+                                 "1/sqrt(inputs); trains wide layers better)"),
     "loss":       ("auto",       "auto (hinge for two classes, cross_entropy for more), hinge, bce, cross_entropy, "
                                  "mse, sse"),
     "optimizer":  ("sgd",        "sgd, adam, adamw"),
@@ -67,9 +69,26 @@ CONFIG: dict[str, tuple] = {
     "batch_size": (0,            "examples per step; 0 uses all of them every step"),
     "seed":       (1337,         "seeds the data, the initial weights and the batch order"),
     "compiled":   (False,        "record the loss once and replay it with numpy (faster, same numbers)"),
-    "out":        ("runs/moons", "folder for model.json, config.json, history.json and the pictures"),
+    "out":        (None,         "folder for model.json, config.json, history.json and the pictures "
+                                 "(default: runs/DATASET)"),
 }
 _FIXED_DATASETS = ("lecture", "digits")     # datasets that take no n_samples default and no noise
+
+# Per dataset, the settings that differ from the defaults above (which are micrograd's demo, on
+# moons), chosen so that each dataset trains well as it is: the accuracy each reaches is in
+# tests/test_first_hour_defaults.py. A learning rate here goes with that dataset's optimizer: give
+# another --optimizer and the rate defaults to that optimizer's.
+DATASET_DEFAULTS: dict[str, dict] = {
+    "moons":   {},
+    "circles": {"noise": 0.05, "optimizer": "adam", "lr": 0.02, "steps": 300},
+    "blobs":   {"optimizer": "adam", "lr": 0.05},
+    "spirals": {"n_samples": 200, "optimizer": "adam", "lr": 0.03, "steps": 300},
+    "xor":     {"optimizer": "adam", "lr": 0.05, "steps": 200},
+    "lecture": {"hidden": "4,4", "activation": "tanh", "loss": "mse", "lr": 0.1, "schedule": "constant",
+                "steps": 50},
+    "digits":  {"hidden": "32", "optimizer": "adam", "lr": 0.01, "steps": 300, "batch_size": 32,
+                "test_size": 0.2, "compiled": True},
+}
 _SCHEDULES = ("linear", "constant")
 _DEFAULT_LR = {"sgd": 1.0, "adam": 0.01, "adamw": 0.01}
 
@@ -125,9 +144,14 @@ def resolve_config(overrides: dict) -> dict:
         close = difflib.get_close_matches(str(unknown[0]), CONFIG, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ConfigError(f"unknown setting {unknown[0]!r}{hint}; the settings are: {', '.join(CONFIG)}")
-    c = {key: overrides.get(key, default) for key, (default, _) in CONFIG.items()}
-    c["dataset"] = _choice("dataset", c["dataset"], list(DATASETS))
+    dataset = _choice("dataset", overrides.get("dataset", CONFIG["dataset"][0]), list(DATASETS))
+    tuned = dict(DATASET_DEFAULTS.get(dataset, {}))
+    if "lr" in tuned and "optimizer" in overrides and overrides["optimizer"] != tuned.get("optimizer", "sgd"):
+        del tuned["lr"]          # the tuned rate belongs to the tuned optimizer
+    c = {key: overrides.get(key, tuned.get(key, default)) for key, (default, _) in CONFIG.items()}
+    c["dataset"] = dataset
     c["activation"] = _choice("activation", c["activation"], list(ACTIVATIONS))
+    c["init"] = _choice("init", c["init"], list(INITS))
     c["loss"] = _choice("loss", c["loss"], ["auto", *LOSSES])
     c["optimizer"] = _choice("optimizer", c["optimizer"], list(OPTIMIZERS))
     c["schedule"] = _choice("schedule", c["schedule"], _SCHEDULES)
@@ -150,6 +174,8 @@ def resolve_config(overrides: dict) -> dict:
     c["batch_size"] = _number("batch_size", c["batch_size"], int, low=0)
     c["seed"] = _number("seed", c["seed"], int, low=0)
     c["compiled"] = _boolean("compiled", c["compiled"])
+    if c["out"] is None:
+        c["out"] = os.path.join("runs", dataset)
     if not isinstance(c["out"], (str, os.PathLike)):
         raise ConfigError(f"{flag('out')} must be a folder name, got {c['out']!r}")
     c["out"] = str(c["out"])
@@ -172,7 +198,7 @@ def run(config: dict, *, overwrite: bool = False) -> RunResult:
     >>> result = run({"dataset": "lecture", "hidden": "4", "activation": "tanh", "loss": "mse",
     ...               "steps": 3, "out": tempfile.mkdtemp()})       # doctest: +ELLIPSIS
     training MLP(3 -> 4 tanh -> 1 linear, 21 parameters)
-    on lecture: 4 examples; mse loss, sgd lr 1 falling to 0.1, 3 steps
+    on lecture: 4 examples; mse loss, sgd lr 0.1, 3 steps
     ...
     >>> len(result.history.loss), result.config["n_samples"], result.written[0].name
     (3, None, 'model.json')
@@ -205,7 +231,7 @@ def run(config: dict, *, overwrite: bool = False) -> RunResult:
     _check_graph_size(X.shape[1], config["hidden"] + [width], batch, config["activation"])
     with _Staging(out) as staging:        # out is writable, checked before the first step
         model = MLP(X.shape[1], config["hidden"] + [width], activation=config["activation"],
-                    output_activation="linear")
+                    output_activation="linear", init=config["init"])
         lr, steps = config["lr"], config["steps"]
         rate = (lambda k: lr * (1.0 - 0.9 * k / steps)) if config["schedule"] == "linear" else lr
         optimizer = OPTIMIZERS[config["optimizer"]](model.parameters(), lr=rate)
@@ -228,6 +254,7 @@ def run(config: dict, *, overwrite: bool = False) -> RunResult:
         loss, acc = evaluate(model, X, y, loss=config["loss"], l2=config["l2"])
         tested = f" | test accuracy {history.test_accuracy[-1]:.1%}" if history.test_accuracy else ""
         print(f"final loss {number(loss)} | accuracy {acc:.1%}{tested} ({len(history)} steps in {seconds:.1f} s)")
+        _say_if_near_chance(acc, y, config)
         names, hint = _write_outputs(staging.path, model, history, config, X, y)
         staging.commit(names)
     written = [out / name for name in names]
@@ -237,6 +264,33 @@ def run(config: dict, *, overwrite: bool = False) -> RunResult:
     if X.shape[1] <= 4:
         print(f"try: chainrule predict --model {printable(out / 'model.json')} " + ",".join(f"{v:g}" for v in X[0]))
     return RunResult(model, history, loss, acc, config, written)
+
+
+def _say_if_near_chance(acc: float, y, config: dict) -> None:
+    """A run that ends no better than always guessing the commonest class says so, with what to try."""
+    _, counts = np.unique(np.asarray(y), return_counts=True)
+    chance = counts.max() / counts.sum()
+    if acc <= chance + 0.05:
+        tips = [] if config["optimizer"] != "sgd" else [f"{flag('optimizer')} adam {flag('lr')} 0.01"]
+        tips += [f"a lower {flag('lr')}", f"more {flag('steps')}"]
+        if config["init"] != "fan_in":
+            tips.append(f"{flag('init')} fan_in")
+        print(f"note: accuracy {acc:.1%} is about chance ({chance:.1%} by always guessing the commonest class): "
+              f"the model learned next to nothing; try {', '.join(tips)}")
+
+
+def defaults_table() -> str:
+    """The per-dataset defaults as lines of text, for ``chainrule train --help``.
+
+    >>> print([line for line in defaults_table().splitlines() if "moons" in line][0])
+      moons    micrograd's demo: the defaults above
+    """
+    lines = ["defaults per dataset (each flag given overrides its default):"]
+    for name in DATASETS:
+        tuned = DATASET_DEFAULTS.get(name, {})
+        shown = ", ".join(f"{flag(key)} {value}" if value is not True else flag(key) for key, value in tuned.items())
+        lines.append(f"  {name:<8} {shown or 'micrograd' + chr(39) + 's demo: the defaults above'}")
+    return "\n".join(lines)
 
 
 # Every file a run writes; a run that overwrites (--force) replaces them all, stale ones included.
