@@ -87,7 +87,7 @@ DATASET_DEFAULTS: dict[str, dict] = {
     "lecture": {"hidden": "4,4", "activation": "tanh", "loss": "mse", "lr": 0.1, "schedule": "constant",
                 "steps": 50},
     "digits":  {"hidden": "32", "optimizer": "adam", "lr": 0.01, "steps": 300, "batch_size": 32,
-                "test_size": 0.2, "compiled": True},
+                "compiled": True},
 }
 _SCHEDULES = ("linear", "constant")
 _DEFAULT_LR = {"sgd": 1.0, "adam": 0.01, "adamw": 0.01}
