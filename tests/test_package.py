@@ -12,15 +12,16 @@ SRC = Path(chainrule.__file__).resolve().parent
 # The curated public API: a name added to or dropped from chainrule/__init__.py must be added here too.
 PUBLIC = {
     "Adam", "AdamW", "ExpressionError", "History", "Layer", "MLP", "ModelFileError", "Module", "Neuron",
-    "ReplayMismatchError", "SGD", "Value", "bce_with_logits", "build_expression", "compile", "draw_dot",
-    "explain", "fit", "gradcheck", "hinge_loss", "l2_penalty", "load_model", "mse_loss", "no_grad",
-    "numerical_derivative", "parse_expression", "predict", "save_model", "seed_everything",
-    "softmax_cross_entropy", "sse_loss", "step_through", "trace",
+    "ReplayMismatchError", "SGD", "UnsupportedModuleError", "Value", "bce_with_logits", "build_expression",
+    "compile", "draw_dot", "enable_grad", "explain", "fit", "from_torch", "grad", "gradcheck", "hinge_loss",
+    "l2_penalty", "load_model", "mse_loss", "no_grad", "numerical_derivative", "parse_expression", "predict",
+    "primitive", "save_model", "seed_everything", "softmax_cross_entropy", "sse_loss", "step_through", "to_torch",
+    "trace",
 }
 
 # Each module may import only the modules listed before it (docs/ARCHITECTURE.md); cli is last.
-LAYERS = ["text", "engine", "nn", "numerical", "replay", "losses", "optim", "data", "serialize", "train",
-          "render", "viz", "walkthrough", "expr", "plot", "experiment", "cli"]
+LAYERS = ["text", "mathspace", "primitives", "gradmode", "engine", "nn", "numerical", "replay", "losses", "optim",
+          "data", "serialize", "bridge", "train", "render", "viz", "walkthrough", "expr", "plot", "experiment", "cli"]
 
 
 def test_all_is_sorted_and_exactly_the_public_api():
@@ -64,9 +65,10 @@ def test_every_module_is_in_the_layer_list():
 
 
 def test_imports_flow_one_way():
-    """A module imports only modules below it: the engine imports nothing of ours, nothing imports the CLI."""
+    """A module imports only modules below it: the math namespaces import nothing of ours, nothing imports the CLI."""
     for i, module in enumerate(LAYERS):
         imported = _internal_imports(module)
         above = imported - set(LAYERS[:i])
         assert not above, f"{module} imports {sorted(above)}, which sit above it"
-    assert _internal_imports("engine") == set()
+    assert _internal_imports("mathspace") == set()
+    assert _internal_imports("engine") == {"gradmode", "mathspace", "primitives"}

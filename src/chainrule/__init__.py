@@ -10,7 +10,7 @@
 # the first time one of its names is used (PEP 562), so ``chainrule``'s command line starts at
 # once, and Ctrl-C at any moment of it is one line instead of a traceback from the imports.
 _HOMES = {
-    "engine": ["Value", "no_grad"],
+    "engine": ["Value", "enable_grad", "grad", "no_grad", "primitive"],
     "walkthrough": ["explain", "step_through"],
     "expr": ["ExpressionError", "build_expression", "parse_expression"],
     "numerical": ["gradcheck", "numerical_derivative"],
@@ -19,6 +19,7 @@ _HOMES = {
     "optim": ["SGD", "Adam", "AdamW"],
     "replay": ["ReplayMismatchError", "compile"],
     "serialize": ["ModelFileError", "load_model", "save_model"],
+    "bridge": ["UnsupportedModuleError", "from_torch", "to_torch"],
     "train": ["History", "fit", "predict", "seed_everything"],
     "viz": ["draw_dot", "trace"],
 }
@@ -61,13 +62,17 @@ __all__ = [
     "Neuron",
     "ReplayMismatchError",
     "SGD",
+    "UnsupportedModuleError",
     "Value",
     "bce_with_logits",
     "build_expression",
     "compile",
     "draw_dot",
+    "enable_grad",
     "explain",
     "fit",
+    "from_torch",
+    "grad",
     "gradcheck",
     "hinge_loss",
     "l2_penalty",
@@ -77,10 +82,12 @@ __all__ = [
     "numerical_derivative",
     "parse_expression",
     "predict",
+    "primitive",
     "save_model",
     "seed_everything",
     "softmax_cross_entropy",
     "sse_loss",
     "step_through",
+    "to_torch",
     "trace",
 ]

@@ -30,8 +30,9 @@ def _add_notebooks(sub) -> None:
     p = sub.add_parser(
         "notebooks",
         help="copy the tutorial notebooks into a folder, ready for Jupyter",
-        description="Copy chainrule's four tutorial notebooks (derivatives, Value and backprop, "
-                    "training an MLP, going fast) into DIR and print the command that opens them.",
+        description="Copy chainrule's five tutorial notebooks (derivatives, Value and backprop, "
+                    "training an MLP, going fast, graduating to PyTorch) into DIR and print the command "
+                    "that opens them.",
     )
     p.add_argument("--dest", default="chainrule-notebooks", metavar="DIR",
                    help="folder to copy them into (default: ./chainrule-notebooks)")
@@ -345,6 +346,52 @@ def _cmd_predict(args) -> int:
     return 0
 
 
+def _add_export(sub) -> None:
+    p = sub.add_parser(
+        "export",
+        help="write a saved model as a PyTorch state dict and print the code that loads it",
+        description="Graduate to PyTorch: turn a model written by 'chainrule train' or 'chainrule demo'\n"
+                    "into a torch.nn.Sequential's state dict (float64 tensors only, so it loads with\n"
+                    "torch.load(..., weights_only=True)) and print the two lines of PyTorch that load it.\n"
+                    'Needs PyTorch: pip install "chainrule[torch]".',
+        epilog="example:\n  chainrule export --model runs/demo/model.json --to model.pt",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", required=True, metavar="FILE", help="the model file (model.json)")
+    p.add_argument("--to", required=True, metavar="FILE.pt", help="where to write the state dict (.pt or .pth)")
+    p.set_defaults(func=_cmd_export)
+
+
+def _cmd_export(args) -> int:
+    from pathlib import Path
+
+    from .bridge import sequential_code, to_torch
+    from .serialize import load_model, write_atomically
+
+    out = Path(args.to)
+    # Check the output name before loading anything, so a typo costs nothing.
+    if out.suffix.lower() not in (".pt", ".pth"):
+        raise CLIError(f"--to {out.name}: a PyTorch state dict is saved as FILE.pt (or .pth)")
+    if out.is_dir():
+        raise CLIError(f"--to {out}: it is a folder; give a file name such as {out / 'model.pt'}")
+    if not out.parent.is_dir():
+        raise CLIError(f"--to {out}: the folder {out.parent} does not exist")
+    model = load_model(args.model)
+    try:
+        net = to_torch(model)          # imports torch, or says how to install it
+    except ImportError as exc:
+        raise CLIError(str(exc)) from None
+    import torch
+    # Plain tensors under their state-dict names: nothing in the file runs code when it is loaded.
+    state = {name: tensor.detach() for name, tensor in net.state_dict().items()}
+    write_atomically(out, lambda tmp: torch.save(state, tmp))
+    print(f"wrote {out}: {model!r} as a PyTorch state dict of {len(state)} float64 tensors")
+    print("load it in PyTorch (after import torch) with:")
+    print(f"model = {sequential_code(model)}")
+    print(f"model.load_state_dict(torch.load({str(out)!r}, weights_only=True))")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     import argparse
 
@@ -362,6 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_predict(sub)
     _add_graph(sub)
+    _add_export(sub)
     _add_notebooks(sub)
     return parser
 

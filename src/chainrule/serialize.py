@@ -31,11 +31,13 @@ import random
 import secrets
 import stat
 from pathlib import Path
+from typing import Callable
 
 from .nn import ACTIVATIONS, MLP
 from .text import printable
 
-__all__ = ["FORMAT", "VERSION", "ModelFileError", "load_model", "model_from_dict", "model_to_dict", "save_model"]
+__all__ = ["FORMAT", "VERSION", "ModelFileError", "load_model", "model_from_dict", "model_to_dict", "save_model",
+           "write_atomically"]
 
 FORMAT = "chainrule-mlp"
 VERSION = 1
@@ -201,13 +203,34 @@ def save_model(model: MLP, path, metadata: dict | None = None) -> Path:
         raise IsADirectoryError(f"cannot save the model to {path}: it is a folder; "
                                 f"give a file name such as {path / 'model.json'}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    # A plain open() (not tempfile) so the file gets the usual permissions from the umask. A short
-    # name of its own, so that any name the folder allows for the model also works for this one.
-    tmp = path.with_name(f".chainrule-{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "x", encoding="utf-8") as f:
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
             f.write("\n")
+
+    write_atomically(path, write)
+    return path
+
+
+def write_atomically(path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a temporary name beside ``path``, then rename it over ``path``, so an
+    interrupted write never leaves half a file; on any failure the temporary file is removed.
+
+    >>> import tempfile
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> target = Path(folder.name) / "notes.txt"
+    >>> write_atomically(target, lambda tmp: tmp.write_text("hello"))
+    >>> target.read_text(), sorted(p.name for p in target.parent.iterdir())
+    ('hello', ['notes.txt'])
+    >>> folder.cleanup()
+    """
+    path = Path(path)
+    # A plain name (not tempfile) so the file gets the usual permissions from the umask; short and
+    # of its own, so that any name the folder allows for ``path`` also works for this one.
+    tmp = path.with_name(f".chainrule-{secrets.token_hex(4)}.tmp")
+    try:
+        write(tmp)
         os.replace(tmp, path)
     except BaseException as exc:
         try:
@@ -216,9 +239,8 @@ def save_model(model: MLP, path, metadata: dict | None = None) -> Path:
             pass
         if isinstance(exc, OSError):
             # Name the file the caller asked for, not the hidden one used on the way.
-            raise OSError(exc.errno, f"cannot save the model to {printable(path)}: {exc.strerror or exc}") from None
+            raise OSError(exc.errno, f"cannot write {printable(path)}: {exc.strerror or exc}") from None
         raise
-    return path
 
 
 def _reject_constant(name: str):
