@@ -40,13 +40,33 @@ def test_expression_starting_with_minus_is_accepted(capsys, argv):
 
 # --- item 3: errors name the op the user wrote, with its position ---------------------------------
 
-def test_sqrt_at_zero_names_sqrt_and_its_position(capsys):
-    """sqrt(0)'s gradient error names sqrt (as written) and where it is in the expression."""
-    one_line_error(capsys, ["graph", "1 + sqrt(x)", "--at", "x=0"], "sqrt at position 4")
+def test_sqrt_errors_name_sqrt_and_its_position(capsys):
+    """sqrt of a negative number names sqrt (as written, not pow) and where it is in the expression."""
+    line = one_line_error(capsys, ["graph", "1 + sqrt(x)", "--at", "x=-1"], "sqrt at position 4").err
+    assert "pow" not in line
 
 
-def test_backward_error_names_the_op_as_written(capsys):
-    """A failure inside backward is traced to the op of the text: here x**y at 0**0 or its gradient."""
+def test_sqrt_at_zero_follows_pytorch(capsys):
+    """sqrt at 0 is the engine's documented rule, PyTorch's: value 0, gradient inf (printed, no error)."""
+    assert main(["graph", "1 + sqrt(x)", "--at", "x=0"]) == 0
+    assert "x.grad =    inf" in capsys.readouterr().out
+
+
+def test_a_failing_backward_step_names_the_op_as_written(monkeypatch):
+    """A rule that raises during backward is traced to the op of the text and its position."""
+    from chainrule.engine import PRIMITIVES
+    from chainrule.expr import ExpressionError, build_expression
+
+    def boom(m, g, out, a):
+        raise ZeroDivisionError("tanh: cannot")
+    monkeypatch.setattr(PRIMITIVES["tanh"], "backward", boom)
+    with pytest.raises(ExpressionError) as caught:
+        build_expression("x + tanh(x*2)", {"x": 1.0}, backward=True)
+    assert caught.value.message == "tanh at position 4: tanh: cannot" and caught.value.position == 4
+
+
+def test_forward_errors_name_the_op_as_written(capsys):
+    """0 ** -1 names the '**' of the text and its position."""
     status = main(["graph", "x ** y", "--at", "x=0,y=-1"])
     err = capsys.readouterr().err
     assert status == 1 and "'**' at position 2" in err and err.count("\n") == 1

@@ -347,6 +347,8 @@ def _cmd_predict(args) -> int:
 
 
 def _add_export(sub) -> None:
+    import argparse
+
     p = sub.add_parser(
         "export",
         help="write a saved model as a PyTorch state dict and print the code that loads it",
@@ -359,6 +361,7 @@ def _add_export(sub) -> None:
     )
     p.add_argument("--model", required=True, metavar="FILE", help="the model file (model.json)")
     p.add_argument("--to", required=True, metavar="FILE.pt", help="where to write the state dict (.pt or .pth)")
+    _add_force(p, "the --to file")
     p.set_defaults(func=_cmd_export)
 
 
@@ -376,6 +379,7 @@ def _cmd_export(args) -> int:
         raise CLIError(f"--to {out}: it is a folder; give a file name such as {out / 'model.pt'}")
     if not out.parent.is_dir():
         raise CLIError(f"--to {out}: the folder {out.parent} does not exist")
+    _refuse_overwrite([out], args.force)
     model = load_model(args.model)
     try:
         net = to_torch(model)          # imports torch, or says how to install it
@@ -436,10 +440,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    parser = build_parser()
-    args = parser.parse_args(_expression_last(argv))
     from .render import RenderError     # stdlib only; no renderer installed is the user's to fix
     try:
+        args = build_parser().parse_args(_expression_last(argv))     # usage errors exit 2, as argparse does
         return args.func(args) or 0
     except BrokenPipeError:
         # The reader went away (``chainrule ... | head``): stop quietly, as Unix tools do.
