@@ -155,7 +155,7 @@ def _step_lines(node: Value, names: dict[int, str], known: dict[int, float]) -> 
     if row is None:
         # An op added with chainrule.primitive has no formula text: show its local slope as a number.
         slopes = rule.backward(SCALAR, 1.0, node.data, *args)
-        row = tuple(f"{_number(s)} * {{g}}" for s in slopes)
+        row = tuple(f"{_factor(s)} * {{g}}" for s in slopes)
     out = names[id(node)]
     symbols = {"out": f"{out}.data", "g": f"{out}.grad"}
     values = {"out": _factor(node.data), "g": _factor(node.grad)}
