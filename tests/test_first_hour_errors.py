@@ -312,3 +312,16 @@ def test_model_file_that_is_not_a_regular_file_is_refused(tmp_path, kind):
         path = tmp_path
     with pytest.raises(ModelFileError, match="not a regular file"):
         load_model(path)
+
+
+def test_export_refuses_to_overwrite_without_force(capsys, tmp_path):
+    """export --to an existing file is refused (naming it and --force); with --force it is replaced."""
+    pytest.importorskip("torch")
+    model_path = save_model(MLP(2, [2, 1]), tmp_path / "model.json")
+    target = tmp_path / "model.pt"
+    target.write_bytes(b"mine")
+    one_line_error(capsys, ["export", "--model", str(model_path), "--to", str(target)], "model.pt already exists",
+                   "--force")
+    assert target.read_bytes() == b"mine"
+    assert main(["export", "--model", str(model_path), "--to", str(target), "--force"]) == 0
+    assert target.read_bytes() != b"mine"
