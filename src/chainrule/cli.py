@@ -56,7 +56,7 @@ def _cmd_notebooks(args) -> int:
     if dest.exists() and not dest.is_dir():
         raise CLIError(f"{dest} exists and is not a folder; choose another --dest")
     # A learner's notebook holds their own edits and outputs: never overwrite it silently.
-    _refuse_overwrite([dest / entry.name for entry in packaged], args.force, str(dest))
+    _refuse_overwrite([dest / entry.name for entry in packaged], args.force, str(dest), "--dest")
     created = _missing_folders(dest)
     dest.mkdir(parents=True, exist_ok=True)
     if created:
@@ -121,7 +121,7 @@ def _add_force(p, what: str) -> None:
                    help=f"overwrite {what} (without it, nothing that exists is overwritten)")
 
 
-def _refuse_overwrite(paths, force: bool, where: str = "") -> None:
+def _refuse_overwrite(paths, force: bool, where: str = "", option: str = "--out") -> None:
     from .text import printable
 
     existing = [path for path in paths if os.path.lexists(path)]
@@ -129,7 +129,7 @@ def _refuse_overwrite(paths, force: bool, where: str = "") -> None:
         names = ", ".join(printable(os.path.basename(path)) for path in existing)
         raise CLIError(f"{printable(where) + ' already has ' if where else ''}{names}"
                        f"{'' if where else ' already exists'}; pass --force to overwrite, or choose "
-                       "another --out")
+                       f"another {option}")
 
 
 _GRAPH_FORMATS = (".svg", ".png", ".dot", ".gv")
@@ -379,7 +379,7 @@ def _cmd_export(args) -> int:
         raise CLIError(f"--to {out}: it is a folder; give a file name such as {out / 'model.pt'}")
     if not out.parent.is_dir():
         raise CLIError(f"--to {out}: the folder {out.parent} does not exist")
-    _refuse_overwrite([out], args.force)
+    _refuse_overwrite([out], args.force, option="--to")
     model = load_model(args.model)
     try:
         net = to_torch(model)          # imports torch, or says how to install it
