@@ -13,7 +13,7 @@ SRC = Path(chainrule.__file__).resolve().parent
 PUBLIC = {
     "Adam", "AdamW", "ExpressionError", "History", "Layer", "MLP", "ModelFileError", "Module", "Neuron",
     "ReplayMismatchError", "SGD", "UnsupportedModuleError", "Value", "bce_with_logits", "build_expression",
-    "compile", "draw_dot", "enable_grad", "explain", "fit", "from_torch", "grad", "gradcheck", "hinge_loss",
+    "compile", "draw_dot", "enable_grad", "explain", "fit", "from_torch", "grad", "gradcheck", "hinge_loss", "is_grad_enabled",
     "l2_penalty", "load_model", "mse_loss", "no_grad", "numerical_derivative", "parse_expression", "predict",
     "primitive", "save_model", "seed_everything", "softmax_cross_entropy", "sse_loss", "step_through", "to_torch",
     "trace",

@@ -10,7 +10,7 @@
 # the first time one of its names is used (PEP 562), so ``chainrule``'s command line starts at
 # once, and Ctrl-C at any moment of it is one line instead of a traceback from the imports.
 _HOMES = {
-    "engine": ["Value", "enable_grad", "grad", "no_grad", "primitive"],
+    "engine": ["Value", "enable_grad", "grad", "is_grad_enabled", "no_grad", "primitive"],
     "walkthrough": ["explain", "step_through"],
     "expr": ["ExpressionError", "build_expression", "parse_expression"],
     "numerical": ["gradcheck", "numerical_derivative"],
@@ -75,6 +75,7 @@ __all__ = [
     "grad",
     "gradcheck",
     "hinge_loss",
+    "is_grad_enabled",
     "l2_penalty",
     "load_model",
     "mse_loss",
