@@ -20,8 +20,8 @@ PUBLIC = {
 }
 
 # Each module may import only the modules listed before it (docs/ARCHITECTURE.md); cli is last.
-LAYERS = ["mathspace", "primitives", "gradmode", "engine", "nn", "numerical", "replay", "losses", "optim", "data",
-          "serialize", "bridge", "steps", "train", "render", "viz", "walkthrough", "expr", "plot", "experiment", "cli"]
+LAYERS = ["text", "mathspace", "primitives", "gradmode", "engine", "nn", "numerical", "replay", "losses", "optim",
+          "data", "serialize", "bridge", "steps", "train", "render", "viz", "walkthrough", "expr", "plot", "experiment", "cli"]
 
 
 def test_all_is_sorted_and_exactly_the_public_api():

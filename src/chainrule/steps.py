@@ -1,7 +1,8 @@
 """How ``fit`` takes one training step: eagerly, or replayed (``compiled=True``).
 
 Every kind of step has the same four methods, so ``fit``'s loop reads the same for all of them:
-``step(Xb, tb) -> (loss, scores)`` trains on one batch, ``evaluate(X, t) -> (loss, scores)``
+``step(Xb, tb, guard) -> (loss, scores)`` trains on one batch (calling ``guard(loss)`` between
+the forward pass and the update, where ``fit`` stops on a loss that is not finite), ``evaluate(X, t) -> (loss, scores)``
 scores a set without training, ``sync()`` brings the model's Values up to date and ``resume()``
 picks up whatever a callback changed.
 
@@ -32,6 +33,10 @@ from .nn import MLP
 __all__ = ["EagerSteps", "ReplayedSteps", "WholeBatchSteps", "objective"]
 
 
+def _no_guard(loss: float) -> None:
+    pass
+
+
 def objective(model: MLP, loss_fn: Callable, l2: float):
     """Forward one batch: returns (loss, scores); ``loss`` is the data loss plus the L2 penalty."""
     params = model.parameters()
@@ -53,8 +58,9 @@ class EagerSteps:
         self.objective = objective(model, loss_fn, l2)
         self.optimizer = optimizer
 
-    def step(self, Xb: np.ndarray, tb: np.ndarray):
+    def step(self, Xb: np.ndarray, tb: np.ndarray, guard=_no_guard):
         loss, scores = self.objective(Xb.tolist(), tb.tolist())   # forward
+        guard(loss.data)
         self.optimizer.zero_grad()                                 # zero grads
         loss.backward()                                            # backward
         self.optimizer.step()                                      # update
@@ -94,8 +100,9 @@ class WholeBatchSteps(EagerSteps):
         targets = self.eye[tb.astype(np.intp)] if self.eye is not None else tb
         return compiled(Xb, targets)
 
-    def step(self, Xb, tb):
+    def step(self, Xb, tb, guard=_no_guard):
         loss, scores = self._replay(Xb, tb)                         # forward (replayed)
+        guard(loss.data)
         self.optimizer.zero_grad()                                  # zero grads
         loss.backward()                                             # backward (replayed)
         self.optimizer.step()                                       # update
@@ -140,15 +147,17 @@ class ReplayedSteps:
         share = np.full(len(X), 1.0 if self.reduce == "mean" else 1.0 / len(X))
         return X, targets, share
 
-    def step(self, Xb, tb):
+    def step(self, Xb, tb, guard=_no_guard):
         inputs = self._inputs(Xb, tb)
         if not self.arrays:
             loss, scores = self.batched(*inputs)                    # forward (replayed over the batch)
+            guard(loss.data)
             self.optimizer.zero_grad()                              # zero grads
             loss.backward()                                         # backward (replayed)
             self.optimizer.step()                                   # update
             return loss.data, scores
         (loss, scores), grad = self.value_and_grad(self.state.p, *inputs)   # forward and backward
+        guard(loss)
         self.optimizer.step_arrays(self.state, grad)                        # update, on arrays
         self.grad = grad
         return loss, scores

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import gc
 import itertools
+import math
 import numbers
 import random
 import sys
@@ -48,8 +49,22 @@ from .losses import LOSSES, bce_with_logits, hinge_loss, mse_loss, softmax_cross
 from .nn import MLP
 from .optim import OPTIMIZERS, SGD, Optimizer
 from .steps import EagerSteps, ReplayedSteps, WholeBatchSteps, objective
+from .text import number
 
-__all__ = ["History", "accuracy", "evaluate", "fit", "predict", "seed_everything"]
+__all__ = ["DivergedError", "History", "accuracy", "evaluate", "fit", "predict", "seed_everything"]
+
+
+class DivergedError(ArithmeticError):
+    """Training's loss became inf or nan: the numbers blew up, usually from too large a learning rate.
+
+    ``.step`` is the step whose loss was not finite, ``.loss`` that loss, ``.history`` what was
+    measured up to it (the model keeps the weights from before that step's update)."""
+
+    def __init__(self, message: str, step: int, loss: float, history: "History"):
+        super().__init__(message)
+        self.step = step
+        self.loss = loss
+        self.history = history
 
 Callback = Callable[[int, "History", MLP], "bool | None"]
 
@@ -105,9 +120,9 @@ class History:
     def __repr__(self) -> str:
         if not self.loss:
             return "History(0 steps)"
-        text = f"History({len(self)} steps, loss {self.loss[-1]:.4f}, acc {self.accuracy[-1]:.1%}"
+        text = f"History({len(self)} steps, loss {number(self.loss[-1])}, acc {self.accuracy[-1]:.1%}"
         if self.test_loss:
-            text += f", test loss {self.test_loss[-1]:.4f}, test acc {self.test_accuracy[-1]:.1%}"
+            text += f", test loss {number(self.test_loss[-1])}, test acc {self.test_accuracy[-1]:.1%}"
         return text + ")"
 
 
@@ -294,7 +309,7 @@ def _batches(X: np.ndarray, t: np.ndarray, batch_size: int | None, seed: int | N
 def fit(model: MLP, X, y, *, loss="hinge", optimizer=None, steps: int = 100, batch_size: int | None = None,
         l2: float = 0.0, X_test=None, y_test=None, callbacks: Sequence[Callback] = (), progress: bool = True,
         compiled: bool = False, seed: int | None = None, log_every: int | None = 10,
-        replay_checks: int = 2) -> History:
+        replay_checks: int = 2, check_finite: bool = True) -> History:
     """Train ``model`` on ``(X, y)`` for ``steps`` optimizer steps; returns the :class:`History`.
 
     - ``loss``: a name from ``chainrule.losses.LOSSES`` (``hinge``, ``bce``, ``cross_entropy``,
@@ -321,6 +336,9 @@ def fit(model: MLP, X, y, *, loss="hinge", optimizer=None, steps: int = 100, bat
       example eagerly and raise :class:`~chainrule.ReplayMismatchError` if the replay disagrees
       (the loss depends on numbers in a way a recording cannot see). 0 turns the guard off.
     - ``seed``: seeds ``random`` and numpy (:func:`seed_everything`) and fixes the batch order.
+    - ``check_finite``: when a step's loss is inf or nan, stop and raise :class:`DivergedError`
+      ("loss became inf at step 4: lower the learning rate"), before that step's update;
+      ``check_finite=False`` keeps going whatever the numbers do.
 
     >>> import random; random.seed(1)
     >>> from chainrule import MLP
@@ -354,10 +372,18 @@ def fit(model: MLP, X, y, *, loss="hinge", optimizer=None, steps: int = 100, bat
     batches = _batches(X, t, batch_size, seed)
     history = History()
     bar, say = _progress(steps) if progress else (None, None)
+
+    def guard(value: float) -> None:
+        # Called by each step between its forward pass and its update: a loss that is inf or nan
+        # stops training there (the Values as they were before the update).
+        if check_finite and not math.isfinite(value):
+            trainer.sync()
+            _diverged(k, value, optimizer, history)
+
     with _cycle_collector_paused(), (bar if bar is not None else nullcontext()):
         for k in range(steps):
             Xb, tb = next(batches)
-            loss, scores = trainer.step(Xb, tb)                # forward, zero grads, backward, update
+            loss, scores = trainer.step(Xb, tb, guard)         # forward, zero grads, backward, update
 
             history.loss.append(loss)                          # log
             history.accuracy.append(accuracy(scores, tb))
@@ -375,7 +401,7 @@ def fit(model: MLP, X, y, *, loss="hinge", optimizer=None, steps: int = 100, bat
                 if say is not None and log_every:
                     say(_log_line(k, history))
             if bar is not None:
-                bar.set_postfix({"loss": f"{loss:.4f}", "acc": f"{history.accuracy[-1]:.1%}"}, refresh=False)
+                bar.set_postfix({"loss": number(loss), "acc": f"{history.accuracy[-1]:.1%}"}, refresh=False)
                 bar.update(1)
             if stop:
                 break
@@ -394,6 +420,13 @@ def _trainer(model: MLP, loss_fn: Callable, l2: float, optimizer, width: int, co
     if loss_fn in _TARGET_KIND:
         return ReplayedSteps(model, loss_fn, l2, optimizer, n_classes, int(checks))
     return WholeBatchSteps(model, loss_fn, l2, optimizer, n_classes)
+
+
+def _diverged(k: int, value: float, optimizer, history: History):
+    rate = getattr(optimizer, "lr", None)
+    shown = f" (lr {float(rate):g})" if isinstance(rate, numbers.Real) or hasattr(rate, "__float__") else ""
+    raise DivergedError(f"loss became {value} at step {k}{shown}: lower the learning rate; "
+                        "fit(..., check_finite=False) keeps going anyway", k, value, history)
 
 
 def evaluate(model: MLP, X, y, *, loss="hinge", l2: float = 0.0) -> tuple[float, float]:
@@ -423,14 +456,20 @@ def _evaluate(trainer, test: tuple, k: int, history: History) -> None:
 
 
 def _log_line(k: int, history: History) -> str:
-    line = f"step {k} | loss {history.loss[-1]:.4f} | acc {history.accuracy[-1]:.1%} | lr {history.lr[-1]:.3g}"
+    line = f"step {k} | loss {number(history.loss[-1])} | acc {history.accuracy[-1]:.1%} | lr {history.lr[-1]:.3g}"
     if history.test_step and history.test_step[-1] == k:
-        line += f" | test loss {history.test_loss[-1]:.4f} | test acc {history.test_accuracy[-1]:.1%}"
+        line += f" | test loss {number(history.test_loss[-1])} | test acc {history.test_accuracy[-1]:.1%}"
     return line
 
 
 def _progress(steps: int):
-    """(tqdm bar on stderr, function printing a log line), or (None, print) without tqdm."""
+    """(tqdm bar on stderr, function printing a log line), or (None, print) without tqdm, or when
+    stderr is not a terminal (a log file, a pipe, CI): there a bar's redraws would run into the
+    log lines, so only the plain lines are printed."""
+    isatty = getattr(sys.stderr, "isatty", None)
+    in_jupyter = type(sys.stderr).__name__ == "OutStream"      # ipykernel draws tqdm's bar fine
+    if not (in_jupyter or (callable(isatty) and isatty())):
+        return None, print
     try:
         from tqdm import tqdm
     except ImportError:
