@@ -199,3 +199,21 @@ def test_compiled_fit_with_an_optimizer_of_ones_own():
         runs.append((h.loss, [p.data for p in model.parameters()]))
     np.testing.assert_allclose(runs[1][0], runs[0][0], rtol=1e-10)
     np.testing.assert_allclose(runs[1][1], runs[0][1], rtol=1e-10)
+
+
+def test_compiled_fit_stops_on_a_diverged_loss_like_eager():
+    """compiled=True raises DivergedError at the same step as eager, before that step's update,
+    and leaves the model's Values where eager leaves them."""
+    from chainrule.train import DivergedError
+    X, y = make_moons(12, noise=0.1, seed=0)
+    runs = []
+    for compiled in (False, True):
+        random.seed(0)
+        model = MLP(2, [8, 1], activation="relu", output_activation="linear")
+        with pytest.raises(DivergedError) as raised:
+            fit(model, X, y, optimizer=SGD(model.parameters(), lr=1e30), steps=20, progress=False,
+                compiled=compiled, replay_checks=0)
+        runs.append((str(raised.value), [p.data for p in model.parameters()]))
+    assert runs[1][0] == runs[0][0]
+    np.testing.assert_allclose(runs[1][1], runs[0][1], rtol=1e-10)
+    assert all(np.isfinite(runs[1][1]))
