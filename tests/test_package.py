@@ -13,7 +13,7 @@ SRC = Path(chainrule.__file__).resolve().parent
 PUBLIC = {
     "Adam", "AdamW", "ExpressionError", "History", "Layer", "MLP", "ModelFileError", "Module", "Neuron",
     "ReplayMismatchError", "SGD", "Value", "bce_with_logits", "build_expression", "compile", "draw_dot",
-    "explain", "fit", "gradcheck", "hinge_loss", "l2_penalty", "load_model", "mse_loss", "no_grad",
+    "explain", "fit", "gradcheck", "hinge_loss", "l2_penalty", "live", "load_model", "mse_loss", "no_grad",
     "numerical_derivative", "parse_expression", "predict", "save_model", "seed_everything",
     "softmax_cross_entropy", "sse_loss", "step_through", "trace",
 }

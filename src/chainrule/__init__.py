@@ -17,6 +17,7 @@ from .replay import ReplayMismatchError, compile
 from .serialize import ModelFileError, load_model, save_model
 from .train import History, fit, predict, seed_everything
 from .viz import draw_dot, trace
+from .live import live   # the function; its package is chainrule.live (from chainrule.live.state import ...)
 
 __version__ = "0.1.0"
 
@@ -42,6 +43,7 @@ __all__ = [
     "gradcheck",
     "hinge_loss",
     "l2_penalty",
+    "live",
     "load_model",
     "mse_loss",
     "no_grad",

@@ -34,7 +34,7 @@ from .optim import OPTIMIZERS
 from .serialize import save_model
 from .train import History, evaluate, fit, seed_everything
 
-__all__ = ["CONFIG", "ConfigError", "RunResult", "flag", "resolve_config", "run"]
+__all__ = ["CONFIG", "ConfigError", "RunResult", "Setup", "flag", "prepare", "resolve_config", "run"]
 
 
 # The settings: one flat block of defaults, each with its help text. Every key is also a flag of
@@ -176,18 +176,8 @@ def run(config: dict) -> RunResult:
         except ImportError:
             raise ConfigError(f"{flag('compiled')} needs chainrule.replay, which this installation lacks") from None
 
-    seed_everything(config["seed"])
-    X, y = DATASETS[config["dataset"]](n_samples=config["n_samples"], noise=config["noise"], seed=config["seed"])
-    # Class numbers count up from 0 even when a small sample misses one; the lecture's +-1 floats are two.
-    n_classes = int(y.max()) + 1 if np.issubdtype(y.dtype, np.integer) else len(np.unique(y))
-    X_test = y_test = None
-    if config["test_size"]:
-        X, X_test, y, y_test = train_test_split(X, y, test_size=config["test_size"], seed=config["seed"])
-    width = 1 if n_classes <= 2 else n_classes
-    if config["loss"] == "auto":
-        config["loss"] = "hinge" if width == 1 else "cross_entropy"
-    model = MLP(X.shape[1], config["hidden"] + [width], activation=config["activation"],
-                output_activation="linear")
+    setup = prepare(config)
+    model, X, y, X_test, y_test = setup.model, setup.X, setup.y, setup.X_test, setup.y_test
     lr, steps = config["lr"], config["steps"]
     rate = (lambda k: lr * (1.0 - 0.9 * k / steps)) if config["schedule"] == "linear" else lr
     optimizer = OPTIMIZERS[config["optimizer"]](model.parameters(), lr=rate)
@@ -210,6 +200,43 @@ def run(config: dict) -> RunResult:
     if X.shape[1] <= 4:
         print(f"try: chainrule predict --model {out / 'model.json'} " + ",".join(f"{v:g}" for v in X[0]))
     return RunResult(model, history, loss, acc, config, written)
+
+
+@dataclass
+class Setup:
+    """What a configuration makes before training: the data (split), the fresh model, the classes."""
+
+    model: MLP
+    X: np.ndarray
+    y: np.ndarray
+    X_test: np.ndarray | None
+    y_test: np.ndarray | None
+    n_classes: int
+
+
+def prepare(config: dict) -> Setup:
+    """Seed everything, draw the data, split it and build the model, as ``config`` (resolved) says.
+
+    ``config["loss"]`` "auto" is made concrete here (hinge for two classes, else cross_entropy), in
+    place, so that whoever trains next uses the loss the model was built for.
+
+    >>> setup = prepare(resolve_config({"dataset": "xor", "hidden": "4", "test_size": 0.25}))
+    >>> setup.model, setup.X.shape, setup.X_test.shape, setup.n_classes
+    (MLP(2 -> 4 relu -> 1 linear, 17 parameters), (75, 2), (25, 2), 2)
+    """
+    seed_everything(config["seed"])
+    X, y = DATASETS[config["dataset"]](n_samples=config["n_samples"], noise=config["noise"], seed=config["seed"])
+    # Class numbers count up from 0 even when a small sample misses one; the lecture's +-1 floats are two.
+    n_classes = int(y.max()) + 1 if np.issubdtype(y.dtype, np.integer) else len(np.unique(y))
+    X_test = y_test = None
+    if config["test_size"]:
+        X, X_test, y, y_test = train_test_split(X, y, test_size=config["test_size"], seed=config["seed"])
+    width = 1 if n_classes <= 2 else n_classes
+    if config["loss"] == "auto":
+        config["loss"] = "hinge" if width == 1 else "cross_entropy"
+    model = MLP(X.shape[1], config["hidden"] + [width], activation=config["activation"],
+                output_activation="linear")
+    return Setup(model, X, y, X_test, y_test, max(n_classes, 2))
 
 
 def _write_outputs(out: Path, model: MLP, history: History, config: dict, X, y) -> list[Path]:

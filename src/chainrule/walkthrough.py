@@ -40,8 +40,9 @@ FORMULAS: dict[str, tuple[str, ...]] = {
 _NAME_LIMIT = 20  # longer expressions are called node<i>: a name must fit on a line
 
 
-def _names(order: list[Value]) -> dict[int, str]:
-    """A readable name per node: its label, else its expression like ``(x1*w1)``, else ``node7``."""
+def _names(order: list[Value], limit: int = _NAME_LIMIT) -> dict[int, str]:
+    """A readable name per node: its label, else its expression like ``(x1*w1)`` (up to ``limit``
+    characters), else ``node7``."""
     names: dict[int, str] = {}
     for i, node in enumerate(order):
         if node.label:
@@ -57,7 +58,7 @@ def _names(order: list[Value]) -> dict[int, str]:
                 name = f"({parts[0]}{op})"
             else:
                 name = f"{op}({', '.join(parts)})"
-            if len(name) > _NAME_LIMIT:
+            if len(name) > limit:
                 name = f"node{i}"
         names[id(node)] = name
     return names
@@ -140,6 +141,26 @@ def _format(lines: list[_Line], root_name: str | None = None) -> list[str]:
         out.append(text.rstrip())
     return out
 
+
+def step_caption(node: Value, names: dict[int, str], known: dict[int, float], first: bool) -> list[str]:
+    """The lines shown for one node's step of backward: its chain-rule lines, or why a leaf has none.
+
+    Call it right after the node's ``_backward()`` ran (``backward(on_step=...)`` does). ``first``
+    adds the start line of the output. ``names`` and ``known`` are as for :func:`explain`.
+
+    >>> x = Value(3.0, label="x"); y = x * x; y.label = "y"
+    >>> order = topological_order(y); names = _names(order); known = _known_grads(order)
+    >>> captions = []
+    >>> y.backward(on_step=lambda node: captions.append(step_caption(node, names, known, node is y)))
+    >>> captions[1]
+    ['x is a leaf (an input, parameter or constant): nothing to pass back; x.grad = 6.0000']
+    """
+    name = names[id(node)]
+    caption = _format(_step_lines(node, names, known), name if first else None)
+    if not node._prev:
+        caption.append(f"{name} is a leaf (an input, parameter or constant): nothing to pass back; "
+                       f"{name}.grad = {_number(node.grad)}")
+    return caption
 
 def explain(root: Value, file: TextIO | None = None) -> str:
     """Run ``root.backward()`` and print each node's chain-rule step, in the order backward runs.
@@ -317,12 +338,8 @@ def step_through(root: Value, max_nodes: int | None = 50, max_frames: int | None
         step = len(frames)
         if max_frames is not None and step >= max_frames:
             return
-        lines = _step_lines(node, names, known)
         name = names[id(node)]
-        caption = _format(lines, name if step == 0 else None)
-        if not node._prev:
-            caption.append(f"{name} is a leaf (an input, parameter or constant): nothing to pass back; "
-                           f"{name}.grad = {_number(node.grad)}")
+        caption = step_caption(node, names, known, first=step == 0)
         if id(node) not in drawn:
             caption.append(f"({name} is not in the drawing: only the {len(found.nodes)} nodes nearest the "
                            "output are drawn)")
