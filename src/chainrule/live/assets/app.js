@@ -71,7 +71,8 @@
     $("loss").textContent = n ? fmt(c.loss[n - 1]) : "\u2013";
     $("acc").textContent = n ? fmt(100 * c.acc[n - 1], 1) + "%" : "\u2013";
     var m = c.test_loss.length;
-    $("test").textContent = m ? fmt(c.test_loss[m - 1]) + " / " + fmt(100 * c.test_acc[m - 1], 1) + "%" : "none";
+    var hasTest = frame.points.test.indexOf(true) >= 0;
+    $("test").textContent = m ? fmt(c.test_loss[m - 1]) + " / " + fmt(100 * c.test_acc[m - 1], 1) + "%" : (hasTest ? "\u2013" : "none");
     $("status").textContent = frame.running ? "training" : "paused";
     $("play").textContent = frame.running ? "pause" : "play";
     if (Date.now() > state.errorUntil) showMessage(frame.notice, false);
