@@ -20,7 +20,7 @@ PUBLIC = {
 
 # Each module may import only the modules listed before it (docs/ARCHITECTURE.md); cli is last.
 LAYERS = ["engine", "nn", "numerical", "replay", "losses", "optim", "data", "serialize", "train",
-          "render", "viz", "walkthrough", "expr", "plot", "experiment", "cli"]
+          "render", "viz", "walkthrough", "expr", "plot", "experiment", "live", "cli"]
 
 
 def test_all_is_sorted_and_exactly_the_public_api():
@@ -41,25 +41,34 @@ def test_import_pulls_no_optional_package():
 
 
 def _internal_imports(module: str) -> set[str]:
-    """The chainrule modules that ``module`` imports (relative or absolute), read from its source."""
-    tree = ast.parse((SRC / f"{module}.py").read_text(encoding="utf-8"))
+    """The chainrule modules that ``module`` imports (relative or absolute), read from its source.
+
+    A package (``live/``) counts as one module: the imports of all its files, less their imports of
+    each other.
+    """
+    if (SRC / module).is_dir():
+        paths, level = sorted((SRC / module).glob("*.py")), 2
+    else:
+        paths, level = [SRC / f"{module}.py"], 1
     found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom):
-            if node.level == 1 and node.module:
-                found.add(node.module.split(".")[0])
-            elif node.level == 1:     # ``from . import x``: x may be a module or a package attribute
-                found.update(a.name for a in node.names if (SRC / f"{a.name}.py").exists())
-            elif node.module and node.module.startswith("chainrule."):
-                found.add(node.module.split(".")[1])
-        elif isinstance(node, ast.Import):
-            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("chainrule."))
-    return found - {"__init__"}
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                if node.level == level and node.module:
+                    found.add(node.module.split(".")[0])
+                elif node.level == level:     # ``from . import x``: x may be a module or a package attribute
+                    found.update(a.name for a in node.names if (SRC / f"{a.name}.py").exists())
+                elif node.module and node.module.startswith("chainrule."):
+                    found.add(node.module.split(".")[1])
+            elif isinstance(node, ast.Import):
+                found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("chainrule."))
+    return found - {"__init__", module}
 
 
 def test_every_module_is_in_the_layer_list():
     """Every module in the package has a place in the import order (a new module must be placed)."""
     modules = {p.stem for p in SRC.glob("*.py")} - {"__init__", "__main__"}
+    modules |= {p.parent.name for p in SRC.glob("*/__init__.py")}
     assert modules == set(LAYERS)
 
 
@@ -70,3 +79,11 @@ def test_imports_flow_one_way():
         above = imported - set(LAYERS[:i])
         assert not above, f"{module} imports {sorted(above)}, which sit above it"
     assert _internal_imports("engine") == set()
+
+
+def test_chainrule_live_is_the_function_and_its_package_still_imports():
+    """`chainrule.live` is the function even after its package's modules are imported by name."""
+    import chainrule.live.server  # noqa: F401
+    from chainrule.live.state import Trainer
+    assert callable(chainrule.live) and chainrule.live.__name__ == "live"
+    assert Trainer.__module__ == "chainrule.live.state"
