@@ -134,6 +134,23 @@ def test_one_step_advances_the_counter_by_one_and_changes_the_grads(live):
     page.until(f"s.frame.step === {before_step + 2}")
 
 
+def test_clicking_a_connection_shows_its_weight_grad_and_last_update(live):
+    """A click on a connection pins its weight, gradient and last update, as numbers of the current frame."""
+    page = live()
+    page.page.click("#one-step")
+    page.until("s.frame.step === 1")
+    line = page.page.locator("#network line.hit").nth(20)
+    index = int(line.get_attribute("data-param"))
+    line.dispatch_event("click")
+    info = page.page.inner_text("#net-info")
+    weight = page.js(f"s.frame.params.data[{index}].toFixed(4)")
+    grad = page.js(f"s.frame.params.grad[{index}].toFixed(4)")
+    assert f"weight {weight}" in info.replace("-0.0000", "0.0000") and f"grad {grad}" in info
+    assert "last update" in info and "(from L" in info
+    page.page.locator("#network circle").nth(3).dispatch_event("click")
+    assert "activation" in page.page.inner_text("#net-info") and "bias" in page.page.inner_text("#net-info")
+
+
 def _click_point(page, index):
     x, y = page.js(f"(() => {{ const f = s.frame, e = f.grid.extent, p = f.points.xy[{index}], "
                    "c = document.getElementById('boundary'); "

@@ -45,7 +45,7 @@ class LiveServer:
     >>> from chainrule import MLP
     >>> from chainrule.live.state import Trainer
     >>> server = LiveServer(Trainer(MLP(2, [2, 1]), [[0, 0], [1, 1]], [0, 1], loss="mse"))
-    >>> server.start(); server.url.startswith("http://127.0.0.1:")
+    >>> server = server.start(); server.url.startswith("http://127.0.0.1:")
     True
     >>> server.close(); server.trainer.alive
     False

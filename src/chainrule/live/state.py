@@ -538,7 +538,10 @@ def _whole(key: str, value) -> int:
 
 def _finite(values) -> list:
     """Numbers for JSON: nan and inf (a diverged run) become null, which the page shows as such."""
-    return [v if math.isfinite(v) else None for v in (float(x) for x in values)]
+    array = np.asarray(values, dtype=float)
+    if np.isfinite(array).all():
+        return array.tolist()
+    return [v if math.isfinite(v) else None for v in array.tolist()]
 
 
 def _curves(history: dict) -> dict:
