@@ -226,3 +226,17 @@ def test_a_bad_value_shows_a_message_and_training_goes_on(live):
     page.until(f"s.frame.step > {step + 3}")
     assert page.js("s.frame.hidden") == [8, 8] and page.js("s.frame.running")
     assert page.errors == [] or all("400" in e for e in page.errors)
+
+
+def test_a_neuron_of_a_large_net_expands_to_its_scalar_nodes(live, tmp_path):
+    """Per-neuron view: a click on a neuron's box draws its weights, products and sums node by node."""
+    page = live()
+    assert page.js("s.frame.graph.grouped && s.boxById['L2N3'] !== undefined")
+    page.page.locator("#graph g#L2N3").dispatch_event("click")
+    page.until("s.frame.graph.expanded !== null && s.layout.id === s.frame.graph.layout && s.boxById['v0'] !== undefined")
+    labels = page.page.locator("#graph g.node text").all_text_contents()
+    assert {"L2.N3.w1", "L2.N3.b", "L2.N3 sum", "L2.N3 out", "L1.N1 out"} <= {t.strip() for t in labels}
+    assert "neuron L2.N3 node by node" in page.page.inner_text("#graph-title")
+    page.page.screenshot(path=str(tmp_path / "expanded.png"))
+    page.page.click("#collapse")
+    page.until("s.frame.graph.expanded === null && s.layout.id === s.frame.graph.layout && s.boxById['L2N3'] !== undefined")

@@ -278,3 +278,23 @@ def test_cli_live_refuses_a_dataset_it_cannot_draw(capsys):
     from chainrule.cli import main
     assert main(["live", "--dataset", "digits", "--no-browser"]) == 1
     assert "choose a dataset with 2" in capsys.readouterr().err
+
+
+def test_expanding_a_neuron_is_checked_and_draws_its_nodes():
+    """expand takes a real layer and neuron (else a clear error); its drawing holds that neuron's nodes."""
+    from chainrule.live.graph import layout_source
+    trainer = make_trainer(hidden=(8, 8))
+    trainer.start()
+    try:
+        with pytest.raises(LiveError, match="layer 2 has neurons 1 to 8, got 9"):
+            trainer.command({"action": "expand", "layer": 2, "neuron": 9})
+        assert trainer.expanded is None
+        before = trainer.wait_frame(-1, 10)["v"]
+        trainer.command({"action": "expand", "layer": 2, "neuron": 3})
+        assert tuple(trainer.wait_frame(before, 10)["graph"]["expanded"]) == (2, 3)
+    finally:
+        trainer.close()
+    graph = point_graph(trainer.model, mse_loss, [0.5, -1.0], 1.0)
+    source, boxes, node_box = layout_source(graph, (2, 3))
+    assert "L2.N3.w8*L1.N8" in source and "L2.N4" not in source and "L1.N8 out" in source
+    assert len(boxes) == 8 + 8 + 7 + 1 + 2 + 8      # weights, products, partial sums, bias, sum and out, inputs

@@ -33,7 +33,7 @@ from typing import Iterator
 
 from ..engine import Value, topological_order
 from ..nn import MLP
-from ..viz import _dot_source, _record_text, _walk
+from ..viz import _dot_source, _record_text, _Traced, _walk
 from ..walkthrough import _known_grads, _names, _number, step_caption
 
 __all__ = ["SCALAR_LIMIT", "PointGraph", "layout_source", "point_graph", "walk_steps"]
@@ -179,16 +179,30 @@ def walk_steps(graph: PointGraph) -> list[dict]:
     return steps
 
 
-def layout_source(graph: PointGraph) -> tuple[str, list[dict], list[str]]:
+def layout_source(graph: PointGraph, expand: tuple[int, int] | None = None) -> tuple[str, list[dict], list[str]]:
     """DOT text of the graph's drawing, its boxes, and the box of every node (by place).
 
     Each box is ``{"id": svg id, "slots": [[text prefix, place, "d" or "g"], ...], "topo": place}``:
     the page finds the box's text that starts with the prefix and writes the node's data ("d") or
     grad ("g") after it. The DOT text carries the current numbers, so the first picture is right.
+    A grouped graph with ``expand=(layer, neuron)`` (from 1) draws that neuron's scalar nodes only,
+    fed by its inputs' boxes.
     """
-    if graph.grouped:
+    if graph.grouped and expand is None:
         return _grouped_source(graph)
-    found = _walk(graph.root, None)
+    if expand is None:
+        found = _walk(graph.root, None)
+    else:
+        layer, neuron = expand
+        owned = graph.neurons[layer - 1][neuron - 1]["owned"]
+        nodes = [graph.order[i] for i in sorted(owned, reverse=True)]
+        kept = set(nodes)
+        feeding = [child for node in nodes for child in node._prev if child not in kept]
+        nodes += list(dict.fromkeys(feeding))            # the inputs, once each, as leaves here
+        kept = set(nodes)
+        edges = [(child, node) for node in nodes if node in kept and node not in feeding
+                 for child in node._prev if child in kept]
+        found = _Traced(nodes, edges, len(nodes), [])
     with _borrowing(graph.params):
         for node, label in zip(graph.order, graph.labels):
             node.label = label

@@ -115,6 +115,7 @@ class Trainer:
         self.max_steps = max_steps
         self.running = bool(running)
         self.selected = 0
+        self.expanded = None            # (layer, neuron) drawn node by node in a per-neuron graph
         self.notice = ""
         self._commands: queue.Queue = queue.Queue()
         self._cond = threading.Condition()
@@ -125,6 +126,7 @@ class Trainer:
         self._layout_key = None
         self._layout_id = 0
         self._walk = None
+        self._renderers: list[threading.Thread] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="chainrule-live-training", daemon=True)
         self._new_model(model)
@@ -141,13 +143,17 @@ class Trainer:
         self._commands.put(None)
         if self._thread.is_alive():
             self._thread.join(timeout)
+        for renderer in self._renderers:      # Graphviz may be mid-drawing: let it finish, not die at exit
+            renderer.join(timeout)
 
     @property
     def alive(self) -> bool:
         return self._thread.is_alive()
 
     def command(self, body: dict, timeout: float = 10.0) -> None:
-        """Have the training thread apply one command; raises :class:`LiveError` if it is refused."""
+        """Have the training thread apply one command; raises :class:`LiveError` if it is refused.
+
+        It returns once the trainer has published the frame that shows the command's effect."""
         if not self._thread.is_alive():
             raise LiveError("the training thread has stopped")
         cmd = _Command(body)
@@ -203,8 +209,10 @@ class Trainer:
                 cmd = self._commands.get(timeout=wait) if wait > 0 else self._commands.get_nowait()
             except queue.Empty:
                 continue
+            applied = []
             while cmd is not None:
                 self._apply(cmd)
+                applied.append(cmd)
                 try:
                     cmd = self._commands.get_nowait()
                 except queue.Empty:
@@ -212,6 +220,9 @@ class Trainer:
             if not self._stop.is_set():
                 self._publish()
                 last_publish, dirty = time.monotonic(), False
+            for cmd in applied:         # answered once the frame shows what the command did
+                if isinstance(cmd, _Command):
+                    cmd.done.set()
         with self._cond:
             self._cond.notify_all()
 
@@ -224,8 +235,6 @@ class Trainer:
             cmd.error = str(exc)
         except Exception as exc:  # noqa: BLE001 -- a bug must not kill the trainer; say what it was
             cmd.error = f"{type(exc).__name__}: {exc}"
-        finally:
-            cmd.done.set()
 
     # --- commands --------------------------------------------------------------------------------
 
@@ -233,7 +242,8 @@ class Trainer:
         action = body.get("action")
         allowed = {"play": (), "pause": (), "step": (), "reset": (), "walk": (), "walk_finish": (),
                    "walk_cancel": (), "select": ("index",), "remove_point": ("index",),
-                   "add_point": ("x", "y", "label"), "set": ("lr", "batch_size", "speed", "hidden", "activation")}
+                   "add_point": ("x", "y", "label"), "expand": ("layer", "neuron"),
+                   "set": ("lr", "batch_size", "speed", "hidden", "activation")}
         if action not in allowed:
             raise LiveError(f"unknown action {str(action)[:40]!r}; the actions are: {', '.join(allowed)}")
         extra = [key for key in body if key != "action" and key not in allowed[action]]
@@ -270,6 +280,21 @@ class Trainer:
             self._train_step()
         elif action == "walk_cancel":
             self._walk = None
+        elif action == "expand":
+            self._expand(body.get("layer"), body.get("neuron"))
+
+    def _expand(self, layer, neuron) -> None:
+        if layer is None and neuron is None:
+            self.expanded = None
+            return
+        layer = _whole("layer", layer)
+        if not 1 <= layer <= len(self.model.layers):
+            raise LiveError(f"layer must be 1 to {len(self.model.layers)}, got {layer}")
+        neuron = _whole("neuron", neuron)
+        width = self.model.nouts[layer - 1]
+        if not 1 <= neuron <= width:
+            raise LiveError(f"layer {layer} has neurons 1 to {width}, got {neuron}")
+        self.expanded = (layer, neuron)
 
     def _set(self, values: dict) -> None:
         if not values:
@@ -361,6 +386,7 @@ class Trainer:
                                       "test_acc": []}
         self.last_update = [0.0] * len(self.params)
         self._walk = None
+        self.expanded = None
         self._new_data()
 
     def _reset(self, hidden: list[int], activation: str) -> None:
@@ -436,13 +462,16 @@ class Trainer:
 
     def _publish(self) -> None:
         graph = self._graph()
-        if graph.key != self._layout_key:
-            self._layout_key = graph.key
+        expanded = self.expanded if graph.grouped else None
+        if (graph.key, expanded) != self._layout_key:
+            self._layout_key = (graph.key, expanded)
             self._layout_id += 1
-            source, boxes, node_box = layout_source(graph)
-            threading.Thread(target=self._render_layout, args=(self._layout_id, source, boxes, node_box,
-                                                               graph.grouped),
-                             name="chainrule-live-layout", daemon=True).start()
+            source, boxes, node_box = layout_source(graph, expanded)
+            renderer = threading.Thread(target=self._render_layout, args=(self._layout_id, source, boxes, node_box,
+                                                                          graph.grouped),
+                                        name="chainrule-live-layout", daemon=True)
+            renderer.start()
+            self._renderers = [t for t in self._renderers if t.is_alive()] + [renderer]
         x0, x1, y0, y1 = self.extent
         xs, ys = np.linspace(x0, x1, GRID), np.linspace(y1, y0, GRID)      # top row first, as drawn
         grid = np.array(np.meshgrid(xs, ys)).reshape(2, -1).T
@@ -470,7 +499,8 @@ class Trainer:
             "params": {"data": _finite([p.data for p in self.params]), "grad": _finite([p.grad for p in self.params]),
                        "update": _finite(self.last_update)},
             "acts": [_finite(layer) for layer in graph.activations()],
-            "graph": {"layout": self._layout_id, "grouped": graph.grouped, "data": _finite(graph.data),
+            "graph": {"layout": self._layout_id, "grouped": graph.grouped, "expanded": expanded,
+                      "data": _finite(graph.data),
                       "grad": _finite(graph.grad), "loss": _finite([graph.data[-1]])[0]},
             "walk": self._walk,
         }

@@ -387,6 +387,13 @@
         if (el) slots.push({ el: el, prefix: slot[0], place: slot[1], kind: slot[2] });
       });
       var entry = { id: box.id, g: g, slots: slots };
+      var neuron = /^L(\d+)N(\d+)$/.exec(box.id);
+      if (neuron) {         // one box per neuron: a click draws that neuron node by node
+        g.classList.add("live-expandable");
+        g.addEventListener("click", function () {
+          send({ action: "expand", layer: parseInt(neuron[1], 10), neuron: parseInt(neuron[2], 10) });
+        });
+      }
       state.boxes.push(entry);
       byId[box.id] = entry;
     });
@@ -422,9 +429,11 @@
   function updateGraph(frame) {
     var g = frame.graph;
     loadLayout(frame);
-    var title = "the loss graph of point #" + frame.points.selected + " (" + (frame.points.test[frame.points.selected] ? "test" : "train") +
-      "), loss " + fmt(g.loss) + (g.grouped ? "; one box per neuron" : "");
-    $("graph-title").textContent = title;
+    var view = !g.grouped ? "" : g.expanded ? "; neuron L" + g.expanded[0] + ".N" + g.expanded[1] + " node by node" :
+      "; one box per neuron (click one to expand it)";
+    $("graph-title").textContent = "the loss graph of point #" + frame.points.selected + " (" +
+      (frame.points.test[frame.points.selected] ? "test" : "train") + "), loss " + fmt(g.loss) + view;
+    $("collapse").hidden = !g.expanded;
     if (!state.layout || state.layout.id !== g.layout || state.walk) return;
     writeBoxes(g.data, g.grad);
   }
@@ -452,7 +461,7 @@
 
   function showWalk() {
     var w = state.walk, layout = state.layout;
-    if (!w || !layout || layout.id !== w.layout) return;
+    if (!w || !layout || !layout.node_box || layout.node_box.length !== w.data.length) return;
     var n = w.data.length, grad = new Array(n).fill(0);
     for (var k = 0; k <= state.walkPos; k++) w.steps[k].changes.forEach(function (c) { grad[c[0]] = c[1]; });
     writeBoxes(w.data, grad);
@@ -479,6 +488,7 @@
     showWalk();
   }
 
+  $("collapse").addEventListener("click", function () { send({ action: "expand", layer: null, neuron: null }); });
   $("walk-start").addEventListener("click", function () {
     send({ action: "walk" });
   });
