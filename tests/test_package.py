@@ -13,13 +13,13 @@ SRC = Path(chainrule.__file__).resolve().parent
 PUBLIC = {
     "Adam", "AdamW", "ExpressionError", "History", "Layer", "MLP", "ModelFileError", "Module", "Neuron",
     "ReplayMismatchError", "SGD", "Value", "bce_with_logits", "build_expression", "compile", "draw_dot",
-    "explain", "fit", "gradcheck", "hinge_loss", "l2_penalty", "live", "load_model", "mse_loss", "no_grad",
-    "numerical_derivative", "parse_expression", "predict", "save_model", "seed_everything",
+    "enable_grad", "explain", "fit", "grad", "gradcheck", "hinge_loss", "l2_penalty", "live", "load_model", "mse_loss",
+    "no_grad", "numerical_derivative", "parse_expression", "predict", "primitive", "save_model", "seed_everything",
     "softmax_cross_entropy", "sse_loss", "step_through", "trace",
 }
 
 # Each module may import only the modules listed before it (docs/ARCHITECTURE.md); cli is last.
-LAYERS = ["engine", "nn", "numerical", "replay", "losses", "optim", "data", "serialize", "train",
+LAYERS = ["mathspace", "primitives", "gradmode", "engine", "nn", "numerical", "replay", "losses", "optim", "data", "serialize", "train",
           "render", "viz", "walkthrough", "expr", "plot", "experiment", "live", "cli"]
 
 
@@ -73,12 +73,13 @@ def test_every_module_is_in_the_layer_list():
 
 
 def test_imports_flow_one_way():
-    """A module imports only modules below it: the engine imports nothing of ours, nothing imports the CLI."""
+    """A module imports only modules below it: the math namespaces import nothing of ours, nothing imports the CLI."""
     for i, module in enumerate(LAYERS):
         imported = _internal_imports(module)
         above = imported - set(LAYERS[:i])
         assert not above, f"{module} imports {sorted(above)}, which sit above it"
-    assert _internal_imports("engine") == set()
+    assert _internal_imports("mathspace") == set()
+    assert _internal_imports("engine") == {"gradmode", "mathspace", "primitives"}
 
 
 def test_chainrule_live_is_the_function_and_its_package_still_imports():

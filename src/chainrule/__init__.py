@@ -6,7 +6,7 @@
 7.0
 """
 
-from .engine import Value, no_grad
+from .engine import Value, enable_grad, grad, no_grad, primitive
 from .walkthrough import explain, step_through
 from .expr import ExpressionError, build_expression, parse_expression
 from .numerical import gradcheck, numerical_derivative
@@ -38,8 +38,10 @@ __all__ = [
     "build_expression",
     "compile",
     "draw_dot",
+    "enable_grad",
     "explain",
     "fit",
+    "grad",
     "gradcheck",
     "hinge_loss",
     "l2_penalty",
@@ -50,6 +52,7 @@ __all__ = [
     "numerical_derivative",
     "parse_expression",
     "predict",
+    "primitive",
     "save_model",
     "seed_everything",
     "softmax_cross_entropy",

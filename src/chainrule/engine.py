@@ -1,191 +1,103 @@
 """The engine: a scalar ``Value`` that remembers how it was made, and backpropagation.
 
-Read this file top to bottom, like a chapter:
+Read this file top to bottom, like a chapter (the math it uses is in :mod:`chainrule.mathspace`,
+the table of op rules in :mod:`chainrule.primitives`):
 
-1. Two *math namespaces*, ``SCALAR`` (Python floats) and ``ARRAY`` (numpy arrays), offering the same
-   few functions under the same names. Every derivative rule below is written once against such a
-   namespace ``m``, so the eager engine runs it on floats and the compiled replay
-   (:mod:`chainrule.replay`) runs the very same rule on whole arrays.
-2. The table of primitives, ``PRIMITIVES``: each row is one op with its forward computation and its
-   local derivative side by side. Adding an op is adding one row.
-3. ``Value``: arithmetic builds the graph, ``backward()`` walks it in reverse topological order and
-   applies the chain rule. Everything that is not a primitive (``-``, ``/``, ``sqrt``, ``abs``) is a
-   one-line composition of primitives.
+(Grad mode, per thread, is in :mod:`chainrule.gradmode`: ``no_grad()`` turns graph recording off
+in the thread that enters it.)
+
+1. ``Value``: arithmetic builds the graph, each result pointing at its inputs and at its row of
+   the table. ``backward()`` walks the graph in reverse topological order and applies the rules.
+   Ops that are not primitives (``-``, ``abs``) are one-line compositions of primitives.
+2. The lecture's way works too: ``out._backward = fn`` gives a node its own closure, which
+   ``backward()`` then calls instead of a table rule. ``primitive(name, forward, backward)`` adds a
+   row to the table instead, which the compiled replay can also run on arrays.
 
 The rule for gradients, which ``backward()`` documents too: a pass sets the root's gradient to 1,
 resets every *interior* node it reaches to 0 first, and adds (``+=``) into *leaves*. So calling
-``backward()`` twice doubles leaf gradients (exactly, like PyTorch), while interior nodes show the
-latest pass. Call ``zero_grad()`` (or set ``p.grad = 0.0``) between training steps.
+``backward()`` twice doubles leaf gradients, while interior nodes show the latest pass. (PyTorch
+refuses a second backward through the same graph unless ``retain_graph=True``, and then
+accumulates the same way.) Call ``zero_grad()`` (or set ``p.grad = 0.0``) between training steps.
+
+Numbers: a Value holds any float, ``nan`` and ``inf`` included, and arithmetic on them follows
+IEEE floats as Python and PyTorch do. Where a *finite* input has no finite real result (``exp``
+past about 709.78, ``log`` of a non-positive number, ``0 ** -1``, ``x / 0``, a negative number to a
+fractional power, ``sqrt`` of a negative number) the op raises an error naming itself. Derivatives
+follow PyTorch's formulas: ``sqrt`` at 0 has slope ``inf``; ``0 ** 0`` is 1 with gradient 0.
 """
 
 from __future__ import annotations
 
+import gc
 import math
 import numbers
+import types
 from contextlib import contextmanager
-from typing import Callable, Iterator, NamedTuple
+from typing import Callable, Iterator
 
-__all__ = ["ARRAY", "PRIMITIVES", "SCALAR", "Primitive", "Value", "is_grad_enabled", "no_grad",
-           "topological_order"]
+from . import gradmode
+from .gradmode import enable_grad, is_grad_enabled, no_grad, track_created
+from .gradmode import note as _note
+from .mathspace import ARRAY, SCALAR
+from .primitives import PRIMITIVES, VALUE, Primitive, constant_display, register
 
-
-# --- 1. Math namespaces ---------------------------------------------------------------------------
-# Python's float math fails in unhelpful ways (``math range error``, a complex number from
-# ``(-8) ** (1/3)``). The scalar namespace turns each failure into an error that names the op and
-# its input, which is what a learner can act on.
-
-def _exp(x: float) -> float:
-    try:
-        return math.exp(x)
-    except OverflowError:
-        raise OverflowError(f"exp({x!r}) overflows a float (the largest finite exp input is about 709.78)") from None
+__all__ = ["ARRAY", "PRIMITIVES", "SCALAR", "VALUE", "Primitive", "Value", "enable_grad", "grad",
+           "is_grad_enabled", "no_grad", "primitive", "rule_of", "topological_order", "track_created"]
 
 
-def _log(x: float) -> float:
-    if x <= 0:
-        raise ValueError(f"log({x!r}) is undefined: log needs a positive number")
-    return math.log(x)
-
-
-def _pow(x: float, y: float) -> float:
-    try:
-        out = x ** y
-    except ZeroDivisionError:
-        raise ZeroDivisionError(f"pow: {x!r} ** {y!r} divides by zero") from None
-    except OverflowError:
-        raise OverflowError(f"pow: {x!r} ** {y!r} overflows a float") from None
-    if isinstance(out, complex):
-        raise ValueError(f"pow: {x!r} ** {y!r} is not a real number (negative base, fractional exponent)")
-    return out
-
-
-def _sigmoid(x: float) -> float:
-    # Two branches so that exp only ever sees a non-positive number: exact and finite for every x.
-    if x >= 0:
-        return 1.0 / (1.0 + math.exp(-x))
-    e = math.exp(x)
-    return e / (1.0 + e)
-
-
-def _out_log_base(out: float, base: float) -> float:
-    # d(a**b)/db = a**b * log(a). Where a**b is 0 the term is 0 (PyTorch's convention); a negative
-    # base has no real logarithm, so the exponent's gradient is nan there, as in PyTorch.
-    if out == 0:
-        return 0.0
-    return out * math.log(base) if base > 0 else math.nan
-
-
-class _ScalarMath:
-    """Math on Python floats (the eager engine)."""
-    exp = staticmethod(_exp)
-    log = staticmethod(_log)
-    pow = staticmethod(_pow)
-    tanh = staticmethod(math.tanh)
-    sigmoid = staticmethod(_sigmoid)
-    out_log_base = staticmethod(_out_log_base)
-
-    @staticmethod
-    def relu(x: float) -> float:
-        return x if x > 0 else 0.0
-
-
-class _ArrayMath:
-    """The same functions on numpy arrays (the compiled replay). numpy is imported on first use,
-    so the eager engine needs nothing beyond the standard library."""
-
-    def __getattr__(self, name: str):
-        import numpy as np
-
-        def sigmoid(x):
-            e = np.exp(-np.abs(x))
-            return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
-
-        def out_log_base(out, base):
-            with np.errstate(divide="ignore", invalid="ignore"):
-                return np.where(out == 0, 0.0, out * np.log(base))
-
-        table = {"exp": np.exp, "log": np.log, "pow": np.power, "tanh": np.tanh, "sigmoid": sigmoid,
-                 "relu": lambda x: np.maximum(x, 0.0), "out_log_base": out_log_base}
-        if name not in table:
-            raise AttributeError(name)
-        for key, fn in table.items():
-            setattr(self, key, fn)
-        return table[name]
-
-
-SCALAR = _ScalarMath()
-ARRAY = _ArrayMath()
-
-
-# --- 2. The table of primitives -------------------------------------------------------------------
-
-class Primitive(NamedTuple):
-    """One op: ``forward(m, *inputs) -> out`` and ``backward(m, g, out, *inputs) -> local grads``.
-
-    ``g`` is the output's gradient; ``backward`` returns one term per input, and the engine adds
-    each term into that input's ``.grad`` (the chain rule: d loss/d input += d out/d input * g).
-    A primitive with a constant parameter (``x ** 2``) receives it as its last input, ``k``.
-    """
-    name: str
-    forward: Callable
-    backward: Callable
-
-
-PRIMITIVES: dict[str, Primitive] = {p.name: p for p in [
-    #          op         forward                            local derivative, times g
-    Primitive("+",       lambda m, a, b: a + b,             lambda m, g, out, a, b: (g, g)),
-    Primitive("*",       lambda m, a, b: a * b,             lambda m, g, out, a, b: (g * b, g * a)),
-    Primitive("**",      lambda m, a, b: m.pow(a, b),       lambda m, g, out, a, b: (g * b * m.pow(a, b - 1),
-                                                                                      g * m.out_log_base(out, a))),
-    Primitive("**k",     lambda m, a, k: m.pow(a, k),       lambda m, g, out, a, k: (g * k * m.pow(a, k - 1),)),
-    Primitive("exp",     lambda m, a: m.exp(a),             lambda m, g, out, a: (g * out,)),
-    Primitive("log",     lambda m, a: m.log(a),             lambda m, g, out, a: (g / a,)),
-    Primitive("tanh",    lambda m, a: m.tanh(a),            lambda m, g, out, a: (g * (1 - out * out),)),
-    Primitive("sigmoid", lambda m, a: m.sigmoid(a),         lambda m, g, out, a: (g * out * (1 - out),)),
-    Primitive("relu",    lambda m, a: m.relu(a),            lambda m, g, out, a: (g * (a > 0),)),
-]}
-
-
-# --- 3. Value -------------------------------------------------------------------------------------
-
-class _GradMode:
-    enabled = True
-
-
-@contextmanager
-def no_grad() -> Iterator[None]:
-    """Compute data only, recording no graph: for evaluation, plots and parameter updates.
-
-    >>> from chainrule import Value, no_grad
-    >>> x = Value(3.0)
-    >>> with no_grad():
-    ...     y = x * x
-    >>> y.data, y._prev
-    (9.0, ())
-    """
-    previous = _GradMode.enabled
-    _GradMode.enabled = False
-    try:
-        yield
-    finally:
-        _GradMode.enabled = previous
-
-
-def is_grad_enabled() -> bool:
-    """True unless inside ``no_grad()``."""
-    return _GradMode.enabled
-
+# --- 1. Value -------------------------------------------------------------------------------------
 
 def _check_number(data, who: str = "Value()") -> float:
     if type(data) is float:
         return data
     if isinstance(data, numbers.Real) and not isinstance(data, bool):
-        return float(data)
-    shown = repr(data)
+        try:
+            return float(data)
+        except OverflowError:
+            digits = int(abs(int(data)).bit_length() * math.log10(2)) + 1
+            raise OverflowError(f"{who} got an integer of about {digits} digits, too large for a float "
+                                f"(the largest float is about 1.8e308)") from None
+    shown = repr(data) if not isinstance(data, numbers.Number) else type(data).__name__
     if len(shown) > 40:
         shown = shown[:37] + "..."
     hint = " (use .data to get a Value's number)" if isinstance(data, Value) else ""
     raise TypeError(f"{who} needs a real number, got {type(data).__name__} {shown}{hint}")
+
+
+class _Custom:
+    """The op of a node without a table rule: a hand-made op name, maybe with the lecture's closure."""
+
+    __slots__ = ("name", "fn")
+    kind = 0
+
+    def __init__(self, name: str, fn: Callable | None = None):
+        self.name, self.fn = name, fn
+
+    def step(self, node: "Value") -> None:
+        if self.fn is not None:
+            self.fn()
+        elif node._a:
+            raise NotImplementedError(_no_rule_message(self.name))
+
+
+def _no_rule_message(name: str) -> str:
+    return (f"no derivative rule for op {name!r}: give the node a closure as the lecture does "
+            f"(out._backward = _backward), or add a table rule with chainrule.primitive({name!r}, "
+            f"forward, backward); the table has " + ", ".join(PRIMITIVES))
+
+
+def _table_step(rule: Primitive, node: "Value") -> None:
+    """The chain-rule step of a node whose rule reads its inputs from a tuple (``kind`` 0)."""
+    children = node._a
+    terms = rule.backward(SCALAR, node.grad, node.data, *[c.data for c in children])
+    if len(terms) != len(children):
+        raise ValueError(f"primitive {rule.name!r}: backward returned {len(terms)} terms for "
+                         f"{len(children)} inputs")
+    for child, term in zip(children, terms):
+        child.grad += term
+
+
+_new = object.__new__
 
 
 class Value:
@@ -201,41 +113,119 @@ class Value:
     ('tanh', ['', 'b'])
     """
 
-    # No per-node closures and no cycles: a node holds its inputs and the name of its rule, so
-    # reference counting frees a graph the moment it is dropped (micrograd's closures leave that
-    # to Python's slow cycle collector).
-    __slots__ = ("data", "grad", "label", "_prev", "_rule", "_arg")
+    # One object per node and no closures: a node holds its rule and its inputs in slots (``_a``,
+    # ``_b``; no tuple, which would be a second object for Python's cycle collector to scan), so
+    # reference counting frees a graph the moment it is dropped. ``_prev``, ``_op`` and
+    # ``_backward`` are the lecture's names, computed from these slots.
+    __slots__ = ("data", "grad", "label", "_node", "_a", "_b")
+
+    def __new__(cls, *args, **kwargs):
+        # Every slot starts filled, so a learner's subclass with its own __init__ (the lecture's
+        # ``self._prev = set(_children)``, ``self._backward = lambda: None``) still works.
+        self = _new(cls)
+        self.data, self.grad, self.label = 0.0, 0.0, ""
+        self._node = self._a = self._b = None
+        return self
 
     def __init__(self, data, _children=(), _op: str = "", label: str = ""):
         self.data = _check_number(data)
-        self.grad = 0.0
         self.label = label
-        self._prev = tuple(_children)
-        # A hand-made node (``Value(5.0, (a, b), "+")``) gets the matching primitive's rule;
-        # an op name with no rule is kept for display and makes backward() fail loudly.
-        self._rule = _op
-        self._arg = None
+        children = tuple(_children)
+        for child in children:
+            if not isinstance(child, Value):
+                raise TypeError(f"Value(..., _children) takes Values, got {type(child).__name__}")
+        rule = PRIMITIVES.get(_op) if children else None
+        if rule is not None:
+            _check_arity(rule, children)
+            self._node = rule
+            if rule.kind == 0:
+                self._a = children
+            else:
+                self._a = children[0]
+                self._b = children[1] if rule.kind == 2 else None
+        elif children or _op:
+            # An op without a rule, kept for display; it needs a closure (or a rule) to backpropagate.
+            self._node = _Custom(str(_op))
+            self._a = children or None
+        if gradmode.open_blocks:
+            _note(self)
 
-    @classmethod
-    def _result(cls, rule: str, data: float, children: tuple, arg=None) -> "Value":
-        # Results of ops skip __init__'s checks: their data is already a float we computed.
-        out = cls.__new__(cls)
-        out.data = data
-        out.grad = 0.0
-        out.label = ""
-        if _GradMode.enabled:
-            out._prev, out._rule, out._arg = children, rule, arg
-        else:
-            out._prev, out._rule, out._arg = (), "", None
-        return out
+    # The lecture's view of a node: its inputs, its op's name, its chain-rule step.
+
+    @property
+    def _prev(self) -> tuple:
+        """The inputs this node was computed from, in order (``()`` for a leaf)."""
+        rule = self._node
+        if rule is None:
+            return ()
+        kind = rule.kind
+        if kind == 2:
+            return (self._a, self._b)
+        if kind:
+            return (self._a,)
+        return self._a or ()
+
+    @_prev.setter
+    def _prev(self, children) -> None:
+        children = tuple(children)
+        self._node = _Custom(self._op, self._custom_fn())
+        self._a, self._b = children or None, None
 
     @property
     def _op(self) -> str:
         """The op that produced this node as the lecture writes it: ``+``, ``*``, ``**2``, ``tanh``."""
-        if self._rule == "**k":
-            k = self._arg
-            return f"**{int(k) if float(k).is_integer() else k}"
-        return self._rule
+        rule = self._node
+        if rule is None:
+            return ""
+        if rule.kind == 3:
+            return rule.symbol + constant_display(self._b)
+        return rule.name
+
+    @_op.setter
+    def _op(self, name: str) -> None:
+        if type(self._node) is _Custom:
+            self._node.name = str(name)
+        else:
+            children = self._prev
+            self._node = _Custom(str(name))
+            self._a, self._b = children or None, None
+
+    @property
+    def _rule(self) -> str:
+        """The name of this node's row in the table (``**k`` for ``x ** 2``), ``""`` for a leaf."""
+        return "" if self._node is None else self._node.name
+
+    @property
+    def _arg(self):
+        """The constant of a ``**k`` node (its exponent), None for every other node."""
+        rule = self._node
+        return self._b if rule is not None and rule.kind == 3 else None
+
+    def _custom_fn(self):
+        return self._node.fn if type(self._node) is _Custom else None
+
+    @property
+    def _backward(self) -> Callable[[], None]:
+        """This node's local chain-rule step: adds its share of ``self.grad`` into each input.
+
+        The lecture first calls it by hand, node by node; ``backward()`` calls it for every node in
+        reverse topological order. Assigning a function (``out._backward = _backward``) gives the
+        node the lecture's own closure, which then replaces the table rule for this node.
+        """
+        rule = self._node
+        if rule is None:
+            return _nothing
+        if type(rule) is _Custom:
+            return rule.fn if rule.fn is not None else types.MethodType(rule.step, self)
+        return types.MethodType(_step, self)
+
+    @_backward.setter
+    def _backward(self, fn: Callable[[], None]) -> None:
+        if not callable(fn):
+            raise TypeError(f"_backward must be a function of no arguments, got {type(fn).__name__}")
+        children = self._prev
+        self._node = _Custom(self._op, fn)
+        self._a, self._b = children or None, None
 
     def __repr__(self) -> str:
         label = f"label={self.label!r}, " if self.label else ""
@@ -244,49 +234,79 @@ class Value:
     def __float__(self) -> float:
         return self.data
 
+    def __format__(self, spec: str) -> str:
+        # f"{v:.4f}" formats the number, so a Value can stand where a float is printed (a .grad
+        # that backward(create_graph=True) made a Value, say).
+        return format(self.data, spec) if spec else repr(self)
+
+    def _apply(self, rule: Primitive, *inputs) -> "Value":
+        """``inputs`` (Values or numbers, this one among them) through one row of the table; a row
+        with a constant takes ``(value, constant)``. The namespace on Values calls rows through it."""
+        if rule.kind == 3:
+            return _with_constant(rule, _wrap(inputs[0]), float(inputs[1]))
+        return _apply(rule, inputs)
+
     # The primitives. Each wraps a plain number into a constant Value so it shows in the graph.
 
-    def _apply(self, rule: str, other: "Value | None" = None) -> "Value":
-        forward = PRIMITIVES[rule].forward
-        if other is None:
-            return Value._result(rule, forward(SCALAR, self.data), (self,))
-        return Value._result(rule, forward(SCALAR, self.data, other.data), (self, other))
-
     def __add__(self, other):
-        other = _wrap(other)
-        return NotImplemented if other is None else self._apply("+", other)
+        if not isinstance(other, Value):
+            other = _wrap(other)
+            if other is None:
+                return NotImplemented
+        return _binary(_ADD, self, other)
 
     def __mul__(self, other):
+        if not isinstance(other, Value):
+            other = _wrap(other)
+            if other is None:
+                return NotImplemented
+        return _binary(_MUL, self, other)
+
+    def __truediv__(self, other):
+        if not isinstance(other, Value):
+            other = _wrap(other)
+            if other is None:
+                return NotImplemented
+        return _binary(_DIV, self, other)
+
+    def __rtruediv__(self, other):        # other / self
         other = _wrap(other)
-        return NotImplemented if other is None else self._apply("*", other)
+        return NotImplemented if other is None else _binary(_DIV, other, self)
 
     def __pow__(self, other):
         if isinstance(other, Value):
-            return self._apply("**", other)
+            return _binary(_POW, self, other)
         if isinstance(other, numbers.Real) and not isinstance(other, bool):
-            k = float(other)
-            return Value._result("**k", _pow(self.data, k), (self,), k)
+            return _with_constant(_POWK, self, float(other))
         return NotImplemented
+
+    def __rpow__(self, other):            # other ** self, with a Value exponent
+        other = _wrap(other)
+        return NotImplemented if other is None else _binary(_POW, other, self)
 
     def exp(self) -> "Value":
         """e ** self. Raises OverflowError naming exp and the input past about 709.78."""
-        return self._apply("exp")
+        return _unary(_EXP, self)
 
     def log(self) -> "Value":
         """Natural logarithm. Raises ValueError naming log and the input for a non-positive number."""
-        return self._apply("log")
+        return _unary(_LOG, self)
+
+    def sqrt(self) -> "Value":
+        """Square root. Its slope at 0 is inf (as in PyTorch); a negative input raises naming sqrt."""
+        return _unary(_SQRT, self)
 
     def tanh(self) -> "Value":
         """Hyperbolic tangent, exact and finite for every finite input."""
-        return self._apply("tanh")
+        return _unary(_TANH, self)
 
     def sigmoid(self) -> "Value":
         """1 / (1 + e ** -self), exact and finite for every finite input."""
-        return self._apply("sigmoid")
+        return _unary(_SIGMOID, self)
 
     def relu(self) -> "Value":
-        """max(self, 0); its gradient is 0 at 0, as in PyTorch."""
-        return self._apply("relu")
+        """max(self, 0); its gradient is 0 at 0 and below, as in PyTorch (nan stays nan)."""
+        return _unary(_RELU, self)
 
     # Compositions: each is its comment, built from the primitives above.
 
@@ -307,73 +327,166 @@ class Value:
         other = _wrap(other)
         return NotImplemented if other is None else other + (-self)
 
-    def __truediv__(self, other):         # self / other is self * other ** -1
-        other = _wrap(other)
-        if other is None:
-            return NotImplemented
-        if other.data == 0:
-            raise ZeroDivisionError(f"division by zero: {self!r} / {other!r}")
-        return self * other ** -1
-
-    def __rtruediv__(self, other):        # other / self is other * self ** -1
-        other = _wrap(other)
-        return NotImplemented if other is None else other / self
-
-    def __rpow__(self, other):            # other ** self, with a Value exponent
-        other = _wrap(other)
-        return NotImplemented if other is None else other ** self
-
-    def sqrt(self) -> "Value":            # sqrt(x) is x ** 0.5
-        return self ** 0.5
-
     def __abs__(self) -> "Value":         # |x| is relu(x) + relu(-x)
         return self.relu() + (-self).relu()
 
     # Backpropagation.
 
-    def _backward(self) -> None:
-        """Apply this node's local chain-rule step: add its share of ``self.grad`` into each input.
-
-        This is the step the lecture first calls by hand, node by node; ``backward()`` calls it for
-        every node in reverse topological order.
-        """
-        if not self._prev:
-            return
-        rule = PRIMITIVES.get(self._rule)
-        if rule is None:
-            raise NotImplementedError(f"no derivative rule for op {self._rule!r}; the ops with rules are "
-                                      + ", ".join(PRIMITIVES))
-        inputs = [child.data for child in self._prev]
-        if self._arg is not None:
-            inputs.append(self._arg)
-        terms = rule.backward(SCALAR, self.grad, self.data, *inputs)
-        for child, term in zip(self._prev, terms):
-            child.grad += term
-
-    def backward(self, on_step: Callable[["Value"], None] | None = None) -> None:
+    def backward(self, on_step: Callable[["Value"], None] | None = None, create_graph: bool = False) -> None:
         """Fill in ``.grad`` of every node this one depends on, by the chain rule.
 
         The walk is iterative, so graphs of any depth work. Gradients of leaves (inputs and
         parameters) accumulate across calls: calling ``backward()`` twice doubles them, so zero them
         between training steps (``model.zero_grad()``). Interior nodes are reset on every call and
         show the latest pass. ``on_step(node)``, if given, is called after each node's local step
-        (that is how ``explain`` and the step-through view watch backward run).
+        (that is how ``explain`` and the step-through view watch backward run). Python's cycle
+        collector is paused during the walk (it would only rescan the live graph) and restored.
+
+        With ``create_graph=True`` the backward pass is itself recorded: each *leaf*'s ``.grad``
+        becomes a Value (added to what it held) whose graph can be backpropagated again, for second
+        derivatives; interior nodes get the number. ``chainrule.grad`` does the same without
+        touching any ``.grad``.
 
         >>> a = Value(3.0); b = a * a
         >>> b.backward(); a.grad
         6.0
         >>> b.backward(); a.grad
         12.0
+        >>> x = Value(2.0); (x ** 3).backward(create_graph=True)
+        >>> x.grad.data, grad(x.grad, [x])[0].data        # 3x^2 and 6x
+        (12.0, 12.0)
         """
-        order = topological_order(self)
-        for node in order:
-            if node._prev:
-                node.grad = 0.0
-        self.grad += 1.0
-        for node in reversed(order):
-            node._backward()
-            if on_step is not None:
-                on_step(node)
+        if create_graph:
+            grads, order = _gradients(self, VALUE, "backward(create_graph=True)")
+            for node in order:
+                g = grads.get(node, 0.0)
+                if node._a is None:
+                    node.grad = node.grad + g
+                else:
+                    node.grad = g.data if isinstance(g, Value) else g
+            return
+        with _collector_paused():
+            order = topological_order(self)
+            for node in order:
+                if node._a is not None:
+                    node.grad = 0.0
+            self.grad += 1.0
+            for node in reversed(order):
+                rule = node._node
+                if rule is None:
+                    if on_step is not None:
+                        on_step(node)
+                    continue
+                kind = rule.kind
+                # The three common shapes inline (this loop is the hot path), the rest through step.
+                if kind == 2:
+                    a, b = node._a, node._b
+                    ga, gb = rule.backward(SCALAR, node.grad, node.data, a.data, b.data)
+                    a.grad += ga
+                    b.grad += gb
+                elif kind == 1:
+                    a = node._a
+                    a.grad += rule.backward(SCALAR, node.grad, node.data, a.data)[0]
+                elif kind == 3:
+                    a = node._a
+                    a.grad += rule.backward(SCALAR, node.grad, node.data, a.data, node._b)[0]
+                elif type(rule) is _Custom:
+                    rule.step(node)
+                else:
+                    _table_step(rule, node)
+                if on_step is not None:
+                    on_step(node)
+
+
+def _nothing() -> None:
+    """A leaf's chain-rule step: nothing to pass on."""
+
+
+def _step(node: Value) -> None:
+    """One node's table-rule step, as ``node._backward()`` runs it by hand."""
+    rule = node._node
+    kind = rule.kind
+    if kind == 0:
+        _table_step(rule, node)
+        return
+    inputs = node._prev
+    args = [c.data for c in inputs] + ([node._b] if kind == 3 else [])
+    for child, term in zip(inputs, rule.backward(SCALAR, node.grad, node.data, *args)):
+        child.grad += term
+
+
+def _check_arity(rule: Primitive, children: tuple) -> None:
+    if rule.kind == 3:
+        raise ValueError(f"op {rule.name!r} needs its constant exponent: write a ** k instead of "
+                         f"building the node by hand" if rule.name == "**k" else
+                         f"op {rule.name!r} needs its constant: it is made by the engine, not by hand")
+    if len(children) != rule.n_inputs:
+        raise ValueError(f"op {rule.name!r} takes {rule.n_inputs} input{'s' * (rule.n_inputs != 1)}, "
+                         f"got {len(children)}: pass exactly that many Values as _children")
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    was_enabled = gc.isenabled()
+    if was_enabled:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+# How results are made: one function per shape of node, each filling every slot.
+
+def _binary(rule: Primitive, a: Value, b: Value) -> Value:
+    out = _new(type(a))
+    out.data = rule.forward(SCALAR, a.data, b.data)
+    out.grad = 0.0
+    out.label = ""
+    if gradmode.open_blocks and not _note(out):
+        out._node = out._a = out._b = None
+    else:
+        out._node, out._a, out._b = rule, a, b
+    return out
+
+
+def _unary(rule: Primitive, a: Value) -> Value:
+    out = _new(type(a))
+    out.data = rule.forward(SCALAR, a.data)
+    out.grad = 0.0
+    out.label = ""
+    out._b = None
+    if gradmode.open_blocks and not _note(out):
+        out._node = out._a = None
+    else:
+        out._node, out._a = rule, a
+    return out
+
+
+def _with_constant(rule: Primitive, a: Value, k: float) -> Value:
+    out = _new(type(a))
+    out.data = rule.forward(SCALAR, a.data, k)
+    out.grad = 0.0
+    out.label = ""
+    if gradmode.open_blocks and not _note(out):
+        out._node = out._a = out._b = None
+    else:
+        out._node, out._a, out._b = rule, a, k
+    return out
+
+
+def _many(rule: Primitive, inputs: tuple) -> Value:
+    out = _new(type(inputs[0]))
+    out.data = rule.forward(SCALAR, *[v.data for v in inputs])
+    out.grad = 0.0
+    out.label = ""
+    out._b = None
+    if gradmode.open_blocks and not _note(out):
+        out._node = out._a = None
+    else:
+        out._node, out._a = rule, inputs
+    return out
 
 
 def _wrap(x) -> Value | None:
@@ -385,6 +498,11 @@ def _wrap(x) -> Value | None:
     return None
 
 
+_ADD, _MUL, _DIV, _POW, _POWK = (PRIMITIVES[k] for k in ("+", "*", "/", "**", "**k"))
+_EXP, _LOG, _SQRT, _TANH, _SIGMOID, _RELU = (PRIMITIVES[k] for k in ("exp", "log", "sqrt", "tanh",
+                                                                     "sigmoid", "relu"))
+
+
 def topological_order(root: Value) -> list[Value]:
     """Every node ``root`` depends on, each after all of its inputs (root last). No recursion.
 
@@ -393,14 +511,13 @@ def topological_order(root: Value) -> list[Value]:
     ['a', 'b', 'c']
     """
     order: list[Value] = []
-    # Values hash by identity (Value defines no __eq__), so the set holds the nodes themselves:
-    # twice as fast as a set of id()s, which needs a function call per lookup.
+    # Values hash by identity (Value defines no __eq__), so the set holds the nodes themselves.
     visited: set[Value] = set()
     # A node is emitted when it is met the second time, after everything it depends on: a
-    # depth-first post-order without recursion. Two flat stacks instead of (node, flag) tuples,
-    # because millions of small tuples would keep Python's cycle collector busy.
+    # depth-first post-order without recursion, on two flat stacks (no per-node tuples).
     stack: list[Value] = [root]
     children_done: list[bool] = [False]
+    push, mark = stack.append, children_done.append
     while stack:
         node = stack.pop()
         if children_done.pop():
@@ -409,10 +526,165 @@ def topological_order(root: Value) -> list[Value]:
         if node in visited:
             continue
         visited.add(node)
-        stack.append(node)
-        children_done.append(True)
-        for child in reversed(node._prev):
-            if child not in visited:
-                stack.append(child)
-                children_done.append(False)
+        push(node)
+        mark(True)
+        rule = node._node
+        if rule is None:
+            continue
+        kind = rule.kind
+        if kind == 2:
+            b = node._b
+            if b not in visited:
+                push(b)
+                mark(False)
+            a = node._a
+            if a not in visited:
+                push(a)
+                mark(False)
+        elif kind:
+            a = node._a
+            if a not in visited:
+                push(a)
+                mark(False)
+        elif node._a:
+            for child in reversed(node._a):
+                if child not in visited:
+                    push(child)
+                    mark(False)
     return order
+
+
+def rule_of(v: Value) -> Primitive | None:
+    """The table row that computed ``v``, or None for a leaf.
+
+    Raises NotImplementedError for a node without a table rule (the lecture's closure style, or a
+    hand-made op name), which a replay on arrays cannot run.
+
+    >>> from chainrule import Value
+    >>> rule_of(Value(2.0) * 3).name, rule_of(Value(2.0))
+    ('*', None)
+    """
+    rule = v._node
+    if type(rule) is _Custom:
+        if not v._a:
+            return None
+        if rule.fn is not None:
+            raise NotImplementedError(
+                f"op {rule.name!r} is defined by a closure (out._backward = ...), which runs only on "
+                f"single numbers: make it a table rule with chainrule.primitive({rule.name!r}, forward, "
+                f"backward) so that it also runs on arrays")
+        raise NotImplementedError(_no_rule_message(rule.name))
+    return rule
+
+
+def primitive(name: str, forward: Callable, backward: Callable, n_inputs: int | None = None,
+              replace: bool = False) -> Callable:
+    """Add an op to the table of primitives; returns a function that applies it to Values or numbers.
+
+    ``forward(m, a, ...)`` computes the result and ``backward(m, g, out, a, ...)`` returns one
+    gradient term per input, both written with the math namespace ``m`` (its functions and plain
+    arithmetic), so the same rule runs eagerly on floats and in the compiled replay on arrays. The op
+    then works in ``backward()``, ``gradcheck``, drawings, ``explain`` and ``chainrule.compile``.
+    A name that exists is an error; ``replace=True`` redefines an op you added (a notebook cell run
+    again), never a built-in one. ``n_inputs`` is needed only when ``forward`` takes ``*args``.
+
+    >>> from chainrule import Value, primitive
+    >>> square = primitive("square_doc", lambda m, a: a * a, lambda m, g, out, a: (g * 2 * a,))
+    >>> x = Value(3.0); y = square(x); y.backward()
+    >>> y.data, x.grad, y._op
+    (9.0, 6.0, 'square_doc')
+    """
+    rule = register(name, forward, backward, n_inputs, replace)
+
+    def apply(*inputs) -> Value:
+        if len(inputs) != rule.n_inputs:
+            raise TypeError(f"{name} takes {rule.n_inputs} input{'s' * (rule.n_inputs != 1)}, got {len(inputs)}")
+        return _apply(rule, inputs)
+
+    apply.__name__ = apply.__qualname__ = name if name.isidentifier() else "apply"
+    apply.__doc__ = f"Apply the primitive {name!r} (added with chainrule.primitive)."
+    apply.rule = rule
+    return apply
+
+
+def _apply(rule: Primitive, inputs: tuple) -> Value:
+    """Values or numbers through one row of the table (any number of inputs)."""
+    values = []
+    for x in inputs:
+        v = _wrap(x)
+        if v is None:
+            raise TypeError(f"{rule.name} takes Values or numbers, got {type(x).__name__}")
+        values.append(v)
+    if rule.kind == 2:
+        return _binary(rule, values[0], values[1])
+    if rule.kind == 1:
+        return _unary(rule, values[0])
+    return _many(rule, tuple(values))
+
+
+# --- 3. Gradients as Values: grad(), and derivatives of any order -----------------------------------
+
+def _gradients(root: Value, m, who: str) -> tuple[dict, list]:
+    """Every node's gradient of ``root`` by the table's rules run on namespace ``m``, touching no .grad.
+
+    With ``m = VALUE`` the rules receive the nodes themselves and build the backward pass as a graph.
+    """
+    building = m is VALUE
+    with _collector_paused():
+        order = topological_order(root)
+        grads: dict = {root: 1.0}
+        for node in reversed(order):
+            rule = node._node
+            g = grads.get(node)
+            if rule is None or g is None:
+                continue
+            if type(rule) is _Custom:
+                if not node._a:
+                    continue
+                raise NotImplementedError(
+                    f"{who} runs the table's rules, and op {rule.name!r} is "
+                    + ("a closure (out._backward = ...), which only adds numbers into .grad"
+                       if rule.fn is not None else "a hand-made node without a rule")
+                    + f": make it a table rule with chainrule.primitive({rule.name!r}, forward, backward)")
+            inputs = node._prev
+            args = list(inputs) if building else [c.data for c in inputs]
+            if rule.kind == 3:
+                args.append(node._b)
+            terms = rule.backward(m, g, node if building else node.data, *args)
+            for child, term in zip(inputs, terms):
+                had = grads.get(child)
+                grads[child] = term if had is None else had + term
+    return grads, order
+
+
+def grad(output: Value, inputs, create_graph: bool = False) -> list[Value]:
+    """The gradients of ``output`` with respect to each Value in ``inputs``, as Values.
+
+    Like ``torch.autograd.grad``: no ``.grad`` is touched. With ``create_graph=False`` the results
+    are constants; with ``create_graph=True`` they carry the graph of the backward pass, so the
+    gradient of a gradient is a second derivative (any order works). An input ``output`` does not
+    depend on gets 0. Built from the table's rules, run on Values: an op defined by a closure (the
+    lecture's ``out._backward``) raises, saying how to make it a table rule.
+
+    >>> from chainrule import Value, grad
+    >>> x = Value(3.0)
+    >>> y = 3 * x**2 - 4 * x + 5
+    >>> dy, = grad(y, [x], create_graph=True)
+    >>> d2y, = grad(dy, [x])
+    >>> dy.data, d2y.data, x.grad                       # 6x - 4, then 6; x.grad untouched
+    (14.0, 6.0, 0.0)
+    """
+    if not isinstance(output, Value):
+        raise TypeError(f"grad needs a Value to differentiate, got {type(output).__name__}")
+    if isinstance(inputs, Value):
+        raise TypeError("grad takes a list of Values as inputs (grad(y, [x]), like torch.autograd.grad)")
+    inputs = list(inputs)
+    for i, x in enumerate(inputs):
+        if not isinstance(x, Value):
+            raise TypeError(f"inputs[{i}] must be a Value, got {type(x).__name__}")
+    grads, _ = _gradients(output, VALUE if create_graph else SCALAR, "grad()")
+    results = []
+    for x in inputs:
+        g = grads.get(x, 0.0)
+        results.append(g if isinstance(g, Value) else Value(g))
+    return results

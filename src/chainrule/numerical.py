@@ -17,7 +17,7 @@ import inspect
 import numbers
 from typing import Callable, NamedTuple, Sequence
 
-from .engine import Value, no_grad
+from .engine import Value, enable_grad, grad, no_grad
 
 __all__ = ["GradcheckReport", "GradcheckRow", "gradcheck", "numerical_derivative"]
 
@@ -109,8 +109,21 @@ def _as_float(x, i: int) -> float:
     raise TypeError(f"gradcheck inputs must be numbers or Values; input {i} is {type(x).__name__} {x!r}")
 
 
+def _check_derivatives(f, point, names, eps, rtol, atol, order) -> GradcheckReport:
+    """gradcheck of each first derivative of ``f`` (as a function of the same inputs), to ``order - 1``."""
+    rows = []
+    for i, name in enumerate(names):
+        def derivative(*xs, i=i):
+            with enable_grad():       # gradcheck nudges f under no_grad; this f needs its graph
+                return grad(f(*xs), list(xs), create_graph=True)[i]
+        inner = gradcheck(derivative, [Value(x, label=n) for x, n in zip(point, names)], eps, rtol, atol,
+                          order - 1)
+        rows += [row._replace(name=f"d({name})/d({row.name})") for row in inner.rows]
+    return GradcheckReport(rows, rtol, atol)
+
+
 def gradcheck(f: Callable[..., Value], inputs: Sequence, eps: float = 1e-6, rtol: float = 1e-5,
-              atol: float = 1e-7) -> GradcheckReport:
+              atol: float = 1e-7, order: int = 1) -> GradcheckReport:
     """Compare ``backward()``'s gradient of ``f`` with central finite differences, input by input.
 
     ``f`` takes one Value per entry of ``inputs`` (numbers, or Values whose ``.data`` is used) and
@@ -118,6 +131,10 @@ def gradcheck(f: Callable[..., Value], inputs: Sequence, eps: float = 1e-6, rtol
     Inputs are named by their label (for labelled Values) or after ``f``'s parameters
     (``x[0]``, ``x[1]``, ... for ``*args``). Stay away
     from kinks (``relu`` or ``abs`` at 0), where the two honestly differ.
+
+    ``order=2`` checks second derivatives instead: each first derivative, computed by
+    ``chainrule.grad(..., create_graph=True)``, is itself checked against finite differences (rows
+    ``d(a)/d(b)``: the derivative by b of the derivative by a). Higher orders work the same way.
 
     >>> report = gradcheck(lambda a, b: a * b + a.tanh(), [2.0, -3.0])
     >>> bool(report)
@@ -130,10 +147,17 @@ def gradcheck(f: Callable[..., Value], inputs: Sequence, eps: float = 1e-6, rtol
     >>> bad = gradcheck(lambda x: Value(x.data ** 2, (x,), "exp"), [3.0])   # a wrong rule
     >>> bool(bad), bad.message
     (False, 'gradcheck FAILED for x: backward gives 9, finite differences give 6 (off by 3, allowed 6.01e-05)')
+    >>> second = gradcheck(lambda a, b: (a * b).tanh() * a, [0.3, -0.7], order=2)
+    >>> bool(second), [row.name for row in second.rows]
+    (True, ['d(a)/d(a)', 'd(a)/d(b)', 'd(b)/d(a)', 'd(b)/d(b)'])
     """
     point = [_as_float(x, i) for i, x in enumerate(inputs)]
     names = [x.label if isinstance(x, Value) and x.label else name
              for x, name in zip(inputs, _input_names(f, len(point)))]
+    if isinstance(order, bool) or not isinstance(order, int) or order < 1:
+        raise ValueError(f"order must be a whole number >= 1, got {order!r}")
+    if order > 1:
+        return _check_derivatives(f, point, names, eps, rtol, atol, order)
 
     leaves = [Value(x, label=name) for x, name in zip(point, names)]
     out = f(*leaves)

@@ -66,12 +66,11 @@ from __future__ import annotations
 import gc
 import numbers
 import operator
-from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 
-from .engine import ARRAY, PRIMITIVES, SCALAR, Value, _GradMode, topological_order
+from .engine import ARRAY, PRIMITIVES, SCALAR, Value, enable_grad, rule_of, topological_order
 
 __all__ = ["Compiled", "ReplayMismatchError", "ReplayValue", "compile"]
 
@@ -120,6 +119,18 @@ class _CheckedArrayMath:
     def pow(x, y):
         out = ARRAY.pow(x, y)
         _check_finite(out, SCALAR.pow, x, y)
+        return out
+
+    @staticmethod
+    def sqrt(x):
+        out = ARRAY.sqrt(x)
+        _check_finite(out, SCALAR.sqrt, x)
+        return out
+
+    @staticmethod
+    def div(x, y):
+        out = ARRAY.div(x, y)
+        _check_finite(out, SCALAR.div, x, y)
         return out
 
 
@@ -471,15 +482,9 @@ def _float_size(spec) -> int:
 
 # --- recording -----------------------------------------------------------------------------------
 
-@contextmanager
-def _grad_enabled() -> Iterator[None]:
+def _grad_enabled():
     # Recording needs the graph even if the caller is inside no_grad().
-    previous = _GradMode.enabled
-    _GradMode.enabled = True
-    try:
-        yield
-    finally:
-        _GradMode.enabled = previous
+    return enable_grad()
 
 
 def _flatten_outputs(out, found: list):
@@ -505,6 +510,8 @@ class _Program:
         n = len(order)
         pos = {v: i for i, v in enumerate(order)}
         kids = [tuple(map(pos.__getitem__, v._prev)) for v in order]
+        for v in order:
+            rule_of(v)      # a closure-defined op cannot run on arrays: the engine's error says what to do
         rule = [v._rule if v._prev else "" for v in order]
         data = [v.data for v in order]
         input_ids = {id(v) for v in inputs}
@@ -639,7 +646,7 @@ class _Program:
                 ins = [np.array([kids[i][p] for i in members], dtype=np.intp) for p in range(arity)]
                 for nodes in ins:
                     place_params(nodes)
-                k = [order[i]._arg for i in members] if key[1] == "**k" else None
+                k = [order[i]._arg for i in members] if PRIMITIVES[key[1]].kind == 3 else None
                 slot[members] = np.arange(start, start + len(members))
                 kernel = _Elementwise(key[1], start, start + len(members), [slot[x] for x in ins], k, needs_slot)
             for i in members:

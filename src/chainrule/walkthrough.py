@@ -28,10 +28,12 @@ __all__ = ["Frame", "StepThrough", "explain", "step_through"]
 FORMULAS: dict[str, tuple[str, ...]] = {
     "+":       ("{g}", "{g}"),
     "*":       ("{b} * {g}", "{a} * {g}"),
+    "/":       ("{g} / {b}", "-{out} / {b} * {g}"),
     "**":      ("{b} * {a}**({b} - 1) * {g}", "{out} * log({a}) * {g}"),
     "**k":     ("{k} * {a}**{k1} * {g}",),
     "exp":     ("{out} * {g}",),
     "log":     ("{g} / {a}",),
+    "sqrt":    ("{g} / (2 * {out})",),
     "tanh":    ("(1 - {out}**2) * {g}",),
     "sigmoid": ("{out} * (1 - {out}) * {g}",),
     "relu":    ("[{a} > 0] * {g}",),
@@ -94,14 +96,18 @@ def _step_lines(node: Value, names: dict[int, str], known: dict[int, float]) -> 
     """
     if not node._prev:
         return []
-    row = FORMULAS.get(node._rule)
     rule = PRIMITIVES.get(node._rule)
-    if row is None or rule is None:
-        raise NotImplementedError(f"explain has no formula for op {node._rule!r}; the ops with formulas are "
-                                  + ", ".join(FORMULAS))
+    if rule is None:
+        raise NotImplementedError(f"explain has no formula for op {node._rule!r}: it explains the table's ops "
+                                  "(chainrule.primitive adds one), not closures")
     inputs = [child.data for child in node._prev]
     args = inputs + ([node._arg] if node._arg is not None else [])
     terms = rule.backward(SCALAR, node.grad, node.data, *args)
+    row = FORMULAS.get(node._rule)
+    if row is None:
+        # An op added with chainrule.primitive has no formula text: show its local slope as a number.
+        slopes = rule.backward(SCALAR, 1.0, node.data, *args)
+        row = tuple(f"{_number(s)} * {{g}}" for s in slopes)
     out = names[id(node)]
     symbols = {"out": f"{out}.data", "g": f"{out}.grad"}
     values = {"out": _number(node.data), "g": _number(node.grad)}

@@ -1,0 +1,109 @@
+"""Grad mode, per thread: whether arithmetic on Values records the graph.
+
+Each thread has its own mode, as in PyTorch: a ``no_grad()`` block in a plotting or serving thread
+must not stop another thread's forward pass from recording its graph (its backward would then
+silently give zero gradients). ``track_created()`` is the replay's window on which Values a call
+made. Ops read the thread's state only while some block is open somewhere (``open_blocks`` > 0),
+so the common case costs one global read per op.
+
+>>> import threading
+>>> from chainrule import Value, no_grad
+>>> seen = []
+>>> with no_grad():
+...     t = threading.Thread(target=lambda: seen.append(len((Value(2.0) * 3)._prev)))
+...     t.start(); t.join()
+>>> seen          # the other thread still records its graph
+[2]
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from typing import Iterator
+
+__all__ = ["enable_grad", "is_grad_enabled", "no_grad", "track_created"]
+
+_thread = threading.local()
+open_blocks = 0                 # read by the engine on every op: keep it a plain module global
+_blocks_lock = threading.Lock()
+
+
+def _count_block(delta: int) -> None:
+    global open_blocks
+    with _blocks_lock:
+        open_blocks += delta
+
+
+@contextmanager
+def _grad_mode(enabled: bool) -> Iterator[None]:
+    _count_block(1)
+    previous = getattr(_thread, "grad", True)
+    _thread.grad = enabled
+    try:
+        yield
+    finally:
+        _thread.grad = previous
+        _count_block(-1)
+
+
+def no_grad():
+    """Compute data only, recording no graph, in this thread: for evaluation, plots and updates.
+
+    >>> from chainrule import Value, no_grad
+    >>> x = Value(3.0)
+    >>> with no_grad():
+    ...     y = x * x
+    >>> y.data, y._prev
+    (9.0, ())
+    """
+    return _grad_mode(False)
+
+
+def enable_grad():
+    """Record the graph in this thread even inside an enclosing ``no_grad()`` block.
+
+    >>> from chainrule import Value, no_grad, enable_grad
+    >>> with no_grad():
+    ...     with enable_grad():
+    ...         y = Value(2.0) * 3
+    >>> len(y._prev)
+    2
+    """
+    return _grad_mode(True)
+
+
+def is_grad_enabled() -> bool:
+    """True unless this thread is inside ``no_grad()``."""
+    return getattr(_thread, "grad", True)
+
+
+@contextmanager
+def track_created() -> Iterator[list]:
+    """Collect every Value created in this thread inside the block (by ops and by ``Value(...)``).
+
+    The compiled replay uses it to tell the Values a function made from those it captured.
+
+    >>> from chainrule import Value
+    >>> w = Value(2.0)
+    >>> with track_created() as made:
+    ...     y = w * 3
+    >>> len(made), made[-1] is y, any(v is w for v in made)
+    (2, True, False)
+    """
+    created: list = []
+    _count_block(1)
+    stack = getattr(_thread, "created", None)
+    _thread.created = (stack or ()) + (created,)
+    try:
+        yield created
+    finally:
+        _thread.created = stack
+        _count_block(-1)
+
+
+def note(v) -> bool:
+    """The slow path of every op while a block is open: tell the trackers, return the grad mode."""
+    for created in getattr(_thread, "created", None) or ():
+        created.append(v)
+    return getattr(_thread, "grad", True)
