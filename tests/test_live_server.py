@@ -298,3 +298,20 @@ def test_expanding_a_neuron_is_checked_and_draws_its_nodes():
     source, boxes, node_box = layout_source(graph, (2, 3))
     assert "L2.N3.w8*L1.N8" in source and "L2.N4" not in source and "L1.N8 out" in source
     assert len(boxes) == 8 + 8 + 7 + 1 + 2 + 8      # weights, products, partial sums, bias, sum and out, inputs
+
+
+def test_a_callers_no_grad_does_not_reach_the_training_thread():
+    """A notebook cell inside no_grad() while the trainer runs: training and the point's graph still record."""
+    from chainrule import no_grad
+    with no_grad():
+        trainer = make_trainer()
+        trainer.start()
+        try:
+            for _ in range(3):
+                trainer.command({"action": "step"})
+            frame = trainer.wait_frame(-1, 10)
+        finally:
+            trainer.close()
+    assert frame["step"] == 3 and len(frame["graph"]["data"]) > 20
+    losses = trainer.history["loss"]
+    assert losses[2] < losses[0] and any(g != 0 for g in frame["params"]["grad"])
