@@ -140,7 +140,7 @@ def test_trainer_refuses_bad_values_and_changes_nothing():
     trainer = make_trainer()
     trainer.start()
     try:
-        before = dict(trainer.settings), trainer.model.nouts, len(trainer.X)
+        before = dict(trainer.settings), trainer.model.nouts, len(trainer.points)
         bad = [({"action": "set", "lr": float("nan")}, "lr must be a finite number"),
                ({"action": "set", "lr": -1}, "lr must be > 0"),
                ({"action": "set", "hidden": "10000"}, "1 to 32 neurons"),
@@ -157,7 +157,7 @@ def test_trainer_refuses_bad_values_and_changes_nothing():
         for body, message in bad:
             with pytest.raises(LiveError, match=message):
                 trainer.command(body)
-        assert (dict(trainer.settings), trainer.model.nouts, len(trainer.X)) == before
+        assert (dict(trainer.settings), trainer.model.nouts, len(trainer.points)) == before
         assert trainer.optimizer.lr == before[0]["lr"]
     finally:
         trainer.close()

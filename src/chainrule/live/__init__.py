@@ -21,7 +21,8 @@ from __future__ import annotations
 import html
 
 from .server import LiveServer
-from .state import LIMITS, LiveError, Trainer
+from .controls import LIMITS, LiveError
+from .state import Trainer
 
 __all__ = ["LIMITS", "LiveError", "LiveServer", "LiveSession", "Trainer", "live"]
 

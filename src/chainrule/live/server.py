@@ -27,7 +27,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.resources import files
 from urllib.parse import parse_qs, urlsplit
 
-from .state import LiveError, Trainer
+from .controls import LiveError
+from .state import Trainer
 
 __all__ = ["LiveServer"]
 

@@ -26,7 +26,7 @@ point's loss graph with data and grad in every node (:mod:`chainrule.live.graph`
 (2, 2, False)
 >>> trainer.command({"action": "set", "lr": float("nan")})
 Traceback (most recent call last):
-chainrule.live.state.LiveError: lr must be a finite number, got nan
+chainrule.live.controls.LiveError: lr must be a finite number, got nan
 >>> trainer.close()
 """
 
@@ -34,40 +34,22 @@ from __future__ import annotations
 
 import json
 import math
-import numbers
 import queue
 import threading
 import time
 
 import numpy as np
 
-from ..nn import ACTIVATIONS, MLP
+from ..nn import MLP
 from ..optim import OPTIMIZERS
 from ..replay import compile
-from ..train import _TARGET_KIND, _batches, _compiled_objective, _objective, _resolve_loss, _targets, accuracy
+from ..train import _TARGET_KIND, _batches, _compiled_objective, _objective, _resolve_loss, accuracy
+from .controls import ACTIONS, LiveError, check_action, check_setting, whole
+from .frames import FPS, boundary, curves, finite
 from .graph import layout_source, point_graph, walk_steps
+from .points import Points
 
-__all__ = ["FPS", "LIMITS", "LiveError", "Trainer"]
-
-FPS = 40            # frames published per second, at most
-GRID = 48           # the decision boundary is evaluated on GRID x GRID points
-CURVE_POINTS = 400  # the curves are sent with at most this many points each
-
-# Bounds on every value a page may send: the page is a remote control, and its numbers are
-# checked here, on the server, whatever the page's own inputs allow.
-LIMITS = {
-    "width": 32,        # neurons per hidden layer: every neuron is drawn
-    "layers": 4,        # hidden layers
-    "points": 500,      # data points, train and test together
-    "speed": 1000,      # training steps per second asked for
-    "lr": 100.0,        # the largest learning rate
-    "coordinate": 1e3,  # |x| and |y| of an added point
-}
-
-
-class LiveError(ValueError):
-    """A command the trainer refuses; the message says what was wrong and what is allowed."""
-
+__all__ = ["Trainer"]
 
 class _Command:
     __slots__ = ("body", "done", "error")
@@ -99,19 +81,10 @@ class Trainer:
         self.loss_fn = _resolve_loss(loss, model.nouts[-1])
         self.loss_name = loss if isinstance(loss, str) else getattr(loss, "__name__", "loss")
         self.n_classes = max(2, model.nouts[-1])
-        X = self._points(X, "X")
-        classes = self._classes(y, len(X), "y")
-        self.X = np.concatenate([X, self._points(X_test, "X_test")]) if X_test is not None else X
-        self.classes = (np.concatenate([classes, self._classes(y_test, len(X_test), "y_test")])
-                        if X_test is not None else classes)
-        self.is_test = np.r_[np.zeros(len(X), bool), np.ones(len(self.X) - len(X), bool)]
-        if len(self.X) > LIMITS["points"]:
-            raise ValueError(f"live shows at most {LIMITS['points']} points, got {len(self.X)}")
-        (x0, y0), (x1, y1) = self.X.min(axis=0) - 0.5, self.X.max(axis=0) + 0.5
-        self.extent = [float(x0), float(x1), float(y0), float(y1)]
+        self.points = Points(X, y, X_test, y_test, n_classes=self.n_classes, one_output=model.nouts[-1] == 1)
         self.optimizer_name, self.l2, self.seed = optimizer, float(l2), int(seed)
-        self.settings = {"lr": self._check("lr", lr), "batch_size": self._check("batch_size", batch_size),
-                         "speed": self._check("speed", speed)}
+        self.settings = {"lr": check_setting("lr", lr), "batch_size": check_setting("batch_size", batch_size),
+                         "speed": check_setting("speed", speed)}
         self.max_steps = max_steps
         self.running = bool(running)
         self.selected = 0
@@ -239,18 +212,9 @@ class Trainer:
     # --- commands --------------------------------------------------------------------------------
 
     def _do(self, body: dict) -> None:
-        action = body.get("action")
-        allowed = {"play": (), "pause": (), "step": (), "reset": (), "walk": (), "walk_finish": (),
-                   "walk_cancel": (), "select": ("index",), "remove_point": ("index",),
-                   "add_point": ("x", "y", "label"), "expand": ("layer", "neuron"),
-                   "set": ("lr", "batch_size", "speed", "hidden", "activation")}
-        if action not in allowed:
-            raise LiveError(f"unknown action {str(action)[:40]!r}; the actions are: {', '.join(allowed)}")
-        extra = [key for key in body if key != "action" and key not in allowed[action]]
-        if extra:
-            raise LiveError(f"{action} takes {', '.join(allowed[action]) or 'no values'}, not {str(extra[0])[:40]!r}")
+        action = check_action(body)
         if action == "set":
-            self._set({key: body[key] for key in allowed["set"] if key in body})
+            self._set({key: body[key] for key in ACTIONS["set"] if key in body})
         elif action in ("play", "pause"):
             self._walk = None
             self.running = action == "play"
@@ -262,10 +226,10 @@ class Trainer:
         elif action == "reset":
             self._reset(self.model.nouts[:-1], self.model.layers[0].activation)
         elif action == "select":
-            self.selected = self._index(body.get("index"))
+            self.selected = self.points.index(body.get("index"))
             self._walk = None
         elif action == "remove_point":
-            self._remove(self._index(body.get("index")))
+            self._remove(self.points.index(body.get("index")))
         elif action == "add_point":
             self._add(body.get("x"), body.get("y"), body.get("label"))
         elif action == "walk":
@@ -287,10 +251,10 @@ class Trainer:
         if layer is None and neuron is None:
             self.expanded = None
             return
-        layer = _whole("layer", layer)
+        layer = whole("layer", layer)
         if not 1 <= layer <= len(self.model.layers):
             raise LiveError(f"layer must be 1 to {len(self.model.layers)}, got {layer}")
-        neuron = _whole("neuron", neuron)
+        neuron = whole("neuron", neuron)
         width = self.model.nouts[layer - 1]
         if not 1 <= neuron <= width:
             raise LiveError(f"layer {layer} has neurons 1 to {width}, got {neuron}")
@@ -299,7 +263,7 @@ class Trainer:
     def _set(self, values: dict) -> None:
         if not values:
             raise LiveError("set needs one of: lr, batch_size, speed, hidden, activation")
-        checked = {key: self._check(key, value) for key, value in values.items()}   # all, before any change
+        checked = {key: check_setting(key, value) for key, value in values.items()}   # all, before any change
         hidden = checked.pop("hidden", None)
         activation = checked.pop("activation", None)
         self.settings.update(checked)
@@ -311,67 +275,15 @@ class Trainer:
             self._reset(self.model.nouts[:-1] if hidden is None else hidden,
                         self.model.layers[0].activation if activation is None else activation)
 
-    def _check(self, key: str, value):
-        if key == "lr":
-            number = _real(key, value)
-            if not 0 < number <= LIMITS["lr"]:
-                raise LiveError(f"lr must be > 0 and at most {LIMITS['lr']:g}, got {number:g}")
-            return number
-        if key == "batch_size":
-            number = _whole(key, value)
-            if not 0 <= number <= LIMITS["points"]:
-                raise LiveError(f"batch_size must be 0 (all the points) or up to {LIMITS['points']}, got {number}")
-            return number
-        if key == "speed":
-            number = _whole(key, value)
-            if not 1 <= number <= LIMITS["speed"]:
-                raise LiveError(f"speed must be 1 to {LIMITS['speed']} steps per second, got {number}")
-            return number
-        if key == "activation":
-            if value not in ACTIVATIONS:
-                raise LiveError(f"unknown activation {str(value)[:40]!r}; choose one of: {', '.join(ACTIVATIONS)}")
-            return value
-        # hidden: "8,8", [8, 8] or "" for none
-        parts = value if isinstance(value, list) else str(value)[:200].replace(" ", "").split(",")
-        parts = [p for p in parts if p != ""]
-        if len(parts) > LIMITS["layers"]:
-            raise LiveError(f"hidden: at most {LIMITS['layers']} hidden layers here, got {len(parts)}")
-        widths = [_whole("hidden", p) for p in parts]
-        for width in widths:
-            if not 1 <= width <= LIMITS["width"]:
-                raise LiveError(f"hidden: each layer has 1 to {LIMITS['width']} neurons here (every neuron is "
-                                f"drawn), got {width}")
-        return widths
-
-    def _index(self, value) -> int:
-        index = _whole("index", value)
-        if not 0 <= index < len(self.X):
-            raise LiveError(f"index must be a point's number, 0 to {len(self.X) - 1}, got {index}")
-        return index
-
     def _add(self, x, y, label) -> None:
-        x, y = _real("x", x), _real("y", y)
-        if max(abs(x), abs(y)) > LIMITS["coordinate"]:
-            raise LiveError(f"a point's coordinates must be within +-{LIMITS['coordinate']:g}, got ({x:g}, {y:g})")
-        label = _whole("label", label)
-        if not 0 <= label < self.n_classes:
-            raise LiveError(f"label must be a class, 0 to {self.n_classes - 1}, got {label}")
-        if len(self.X) >= LIMITS["points"]:
-            raise LiveError(f"there are already {len(self.X)} points, the most live shows; remove some first")
-        n_train = int((~self.is_test).sum())
-        self.X = np.insert(self.X, n_train, [x, y], axis=0)
-        self.classes = np.insert(self.classes, n_train, label)
-        self.is_test = np.insert(self.is_test, n_train, False)
-        if self.selected >= n_train:
+        at = self.points.add(x, y, label)
+        if self.selected >= at:
             self.selected += 1
         self._new_data()
 
     def _remove(self, index: int) -> None:
-        if (~self.is_test).sum() <= 2 and not self.is_test[index]:
-            raise LiveError("training needs at least 2 points: add one before removing this one")
-        keep = np.arange(len(self.X)) != index
-        self.X, self.classes, self.is_test = self.X[keep], self.classes[keep], self.is_test[keep]
-        if self.selected > index or self.selected >= len(self.X):
+        self.points.remove(index)
+        if self.selected > index or self.selected >= len(self.points):
             self.selected = max(0, self.selected - 1)
         self._new_data()
 
@@ -409,10 +321,7 @@ class Trainer:
         self._new_model(model)
 
     def _new_data(self) -> None:
-        train = ~self.is_test
-        self.t_train = _targets(self.loss_fn, self.classes[train], int(train.sum()), "y")
-        self.t_test = _targets(self.loss_fn, self.classes[~train], int((~train).sum()), "y_test") \
-            if (~train).any() else None
+        self.t_train, self.t_test = self.points.targets(self.loss_fn)
         objective = _objective(self.model, self.loss_fn, self.l2)
         one_hot = self.n_classes if _TARGET_KIND.get(self.loss_fn) == "class" else None
         # One recording per batch size, dropped when the data changes (a new size records anew).
@@ -422,8 +331,8 @@ class Trainer:
         self._walk = None
 
     def _new_batches(self) -> None:
-        train = ~self.is_test
-        self._batches = _batches(self.X[train], self.t_train, self.settings["batch_size"], self.seed + self.step)
+        train = ~self.points.is_test
+        self._batches = _batches(self.points.X[train], self.t_train, self.settings["batch_size"], self.seed + self.step)
 
     def _train_step(self) -> None:
         Xb, tb = next(self._batches)
@@ -446,7 +355,7 @@ class Trainer:
             self.notice = f"paused after {self.max_steps} steps (max_steps); press play to go on"
 
     def _target(self, index: int):
-        train = ~self.is_test
+        train = ~self.points.is_test
         position = int(train[:index].sum()) if train[index] else int((~train)[:index].sum())
         targets = self.t_train if train[index] else self.t_test
         target = targets[position]
@@ -455,7 +364,7 @@ class Trainer:
         return float(target)
 
     def _graph(self, backward: bool = True):
-        return point_graph(self.model, self.loss_fn, self.X[self.selected].tolist(), self._target(self.selected),
+        return point_graph(self.model, self.loss_fn, self.points.X[self.selected].tolist(), self._target(self.selected),
                            backward=backward)
 
     # --- frames ----------------------------------------------------------------------------------
@@ -472,18 +381,10 @@ class Trainer:
                                         name="chainrule-live-layout", daemon=True)
             renderer.start()
             self._renderers = [t for t in self._renderers if t.is_alive()] + [renderer]
-        x0, x1, y0, y1 = self.extent
-        xs, ys = np.linspace(x0, x1, GRID), np.linspace(y1, y0, GRID)      # top row first, as drawn
-        grid = np.array(np.meshgrid(xs, ys)).reshape(2, -1).T
-        scores = self._forward.batch(grid)
-        if scores.ndim == 1:
-            boundary = {"kind": "score", "values": _finite(np.round(np.tanh(scores), 3))}
-        else:
-            boundary = {"kind": "class", "values": np.argmax(scores, axis=1).tolist()}
-        test = ~self.is_test
+        test = self.points.is_test
         if self.t_test is not None and self.step and (not self.history["test_step"]
                                                       or self.history["test_step"][-1] != self.step - 1):
-            loss, scores = self._test_objective(self.X[~test].tolist(), self.t_test.tolist())
+            loss, scores = self._test_objective(self.points.X[test].tolist(), self.t_test.tolist())
             self.history["test_step"].append(self.step - 1)
             self.history["test_loss"].append(loss.data)
             self.history["test_acc"].append(accuracy(scores, self.t_test))
@@ -492,16 +393,16 @@ class Trainer:
             "hidden": self.model.nouts[:-1], "activation": self.model.layers[0].activation,
             "loss_name": self.loss_name, "optimizer": self.optimizer_name, "n_classes": self.n_classes,
             "arch": [self.model.nin] + self.model.nouts, "notice": self.notice,
-            "curves": _curves(self.history),
-            "points": {"xy": np.round(self.X, 4).tolist(), "label": self.classes.tolist(),
-                       "test": self.is_test.tolist(), "selected": self.selected},
-            "grid": dict(boundary, n=GRID, extent=self.extent),
-            "params": {"data": _finite([p.data for p in self.params]), "grad": _finite([p.grad for p in self.params]),
-                       "update": _finite(self.last_update)},
-            "acts": [_finite(layer) for layer in graph.activations()],
+            "curves": curves(self.history),
+            "points": {"xy": np.round(self.points.X, 4).tolist(), "label": self.points.classes.tolist(),
+                       "test": self.points.is_test.tolist(), "selected": self.selected},
+            "grid": boundary(self._forward, self.points.extent),
+            "params": {"data": finite([p.data for p in self.params]), "grad": finite([p.grad for p in self.params]),
+                       "update": finite(self.last_update)},
+            "acts": [finite(layer) for layer in graph.activations()],
             "graph": {"layout": self._layout_id, "grouped": graph.grouped, "expanded": expanded,
-                      "data": _finite(graph.data),
-                      "grad": _finite(graph.grad), "loss": _finite([graph.data[-1]])[0]},
+                      "data": finite(graph.data),
+                      "grad": finite(graph.grad), "loss": finite([graph.data[-1]])[0]},
             "walk": self._walk,
         }
         with self._cond:
@@ -524,63 +425,3 @@ class Trainer:
             self._layouts = {k: v for k, v in self._layouts.items() if k >= layout_id - 2}
             self._layouts[layout_id] = json.dumps(payload).encode()
         self._commands.put("layout ready")      # the trainer publishes a frame that says so
-
-    @staticmethod
-    def _points(X, name: str) -> np.ndarray:
-        X = np.asarray(X, dtype=float)
-        if X.ndim != 2 or X.shape[1] != 2 or len(X) == 0:
-            raise ValueError(f"{name} must be n points x 2 coordinates, got shape {X.shape}")
-        if not np.isfinite(X).all():
-            raise ValueError(f"{name} contains nan or inf")
-        return X
-
-    def _classes(self, y, n: int, name: str) -> np.ndarray:
-        y = np.asarray(y).reshape(-1)
-        if len(y) != n:
-            raise ValueError(f"{name} must hold one label per point ({n}), got {len(y)}")
-        if self.n_classes == 2 and self.model.nouts[-1] == 1:
-            if not set(np.unique(y).tolist()) <= {0, 1, -1}:
-                raise ValueError(f"{name} must hold two classes, 0/1 or -1/+1, for a model with one output")
-            return (y > 0).astype(int)
-        if not all(float(v).is_integer() and 0 <= v < self.n_classes for v in np.unique(y)):
-            raise ValueError(f"{name} must hold class numbers 0 to {self.n_classes - 1}")
-        return y.astype(int)
-
-
-def _real(key: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (numbers.Real, str)):
-        raise LiveError(f"{key} must be a number, got {type(value).__name__}")
-    try:
-        number = float(value[:40] if isinstance(value, str) else value)
-    except ValueError:
-        raise LiveError(f"{key} must be a number, got {str(value)[:40]!r}") from None
-    if not math.isfinite(number):
-        raise LiveError(f"{key} must be a finite number, got {number}")
-    return number
-
-
-def _whole(key: str, value) -> int:
-    number = _real(key, value)
-    if not number.is_integer():
-        raise LiveError(f"{key} must be a whole number, got {number:g}")
-    return int(number)
-
-
-def _finite(values) -> list:
-    """Numbers for JSON: nan and inf (a diverged run) become null, which the page shows as such."""
-    array = np.asarray(values, dtype=float)
-    if np.isfinite(array).all():
-        return array.tolist()
-    return [v if math.isfinite(v) else None for v in array.tolist()]
-
-
-def _curves(history: dict) -> dict:
-    """The history thinned to at most CURVE_POINTS points per curve (the last point always kept)."""
-    out = {}
-    for prefix in ("", "test_"):
-        n = len(history[prefix + "step"])
-        keep = np.unique(np.linspace(0, n - 1, CURVE_POINTS).astype(int)) if n > CURVE_POINTS else np.arange(n)
-        out[prefix + "step"] = [history[prefix + "step"][i] for i in keep]
-        for key in ("loss", "acc"):
-            out[prefix + key] = _finite([history[prefix + key][i] for i in keep])
-    return out
