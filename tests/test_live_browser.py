@@ -11,7 +11,7 @@ import pytest
 
 from chainrule import MLP
 from chainrule.data import make_moons, train_test_split
-from chainrule.live import LiveServer, Trainer
+from chainrule.liveview import LiveServer, Trainer
 from test_browser import CHROMIUM_ARGS, MISSING, chromium_path
 
 pytestmark = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")

@@ -17,8 +17,8 @@ import pytest
 from chainrule import MLP, SGD, fit
 from chainrule.data import make_moons
 from chainrule.engine import topological_order
-from chainrule.live import LiveError, LiveServer, Trainer
-from chainrule.live.graph import point_graph, walk_steps
+from chainrule.liveview import LiveError, LiveServer, Trainer
+from chainrule.liveview.graph import point_graph, walk_steps
 from chainrule.losses import hinge_loss, mse_loss
 
 SRC = Path(__file__).resolve().parent.parent / "src"
@@ -126,7 +126,7 @@ def test_walk_steps_visit_nodes_in_reverse_topological_order_with_explains_lines
 
 def test_large_nets_are_drawn_one_box_per_neuron():
     """MLP(2, [8, 8, 1]) has too many scalar nodes to read: its drawing has one box per neuron."""
-    from chainrule.live.graph import layout_source
+    from chainrule.liveview.graph import layout_source
     model = MLP(2, [8, 8, 1], activation="relu", output_activation="linear")
     graph = point_graph(model, hinge_loss, [0.5, -1.0], 1.0)
     source, boxes, node_box = layout_source(graph)
@@ -282,7 +282,7 @@ def test_cli_live_refuses_a_dataset_it_cannot_draw(capsys):
 
 def test_expanding_a_neuron_is_checked_and_draws_its_nodes():
     """expand takes a real layer and neuron (else a clear error); its drawing holds that neuron's nodes."""
-    from chainrule.live.graph import layout_source
+    from chainrule.liveview.graph import layout_source
     trainer = make_trainer(hidden=(8, 8))
     trainer.start()
     try:

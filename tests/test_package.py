@@ -20,7 +20,7 @@ PUBLIC = {
 
 # Each module may import only the modules listed before it (docs/ARCHITECTURE.md); cli is last.
 LAYERS = ["mathspace", "primitives", "gradmode", "engine", "nn", "numerical", "replay", "losses", "optim", "data", "serialize", "train",
-          "render", "viz", "walkthrough", "expr", "plot", "experiment", "live", "cli"]
+          "render", "viz", "walkthrough", "expr", "plot", "experiment", "liveview", "cli"]
 
 
 def test_all_is_sorted_and_exactly_the_public_api():
@@ -43,7 +43,7 @@ def test_import_pulls_no_optional_package():
 def _internal_imports(module: str) -> set[str]:
     """The chainrule modules that ``module`` imports (relative or absolute), read from its source.
 
-    A package (``live/``) counts as one module: the imports of all its files, less their imports of
+    A package (``liveview/``) counts as one module: the imports of all its files, less their imports of
     each other.
     """
     if (SRC / module).is_dir():
@@ -82,9 +82,9 @@ def test_imports_flow_one_way():
     assert _internal_imports("engine") == {"gradmode", "mathspace", "primitives"}
 
 
-def test_chainrule_live_is_the_function_and_its_package_still_imports():
-    """`chainrule.live` is the function even after its package's modules are imported by name."""
-    import chainrule.live.server  # noqa: F401
-    from chainrule.live.state import Trainer
+def test_chainrule_live_is_the_function_and_its_package_has_another_name():
+    """`chainrule.live` is the function; its package is `chainrule.liveview`, so no import can shadow it."""
+    import chainrule.liveview.server  # noqa: F401
+    from chainrule.liveview.state import Trainer
     assert callable(chainrule.live) and chainrule.live.__name__ == "live"
-    assert Trainer.__module__ == "chainrule.live.state"
+    assert Trainer.__module__ == "chainrule.liveview.state"

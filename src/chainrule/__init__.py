@@ -17,7 +17,7 @@ from .replay import ReplayMismatchError, compile
 from .serialize import ModelFileError, load_model, save_model
 from .train import History, fit, predict, seed_everything
 from .viz import draw_dot, trace
-from .live import live   # the function; its package is chainrule.live (from chainrule.live.state import ...)
+from .liveview import live
 
 __version__ = "0.1.0"
 

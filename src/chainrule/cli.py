@@ -274,7 +274,7 @@ def _cmd_live(args) -> int:
     import threading
 
     from .experiment import CONFIG, flag, prepare, resolve_config
-    from .live import LiveServer, Trainer
+    from .liveview import LiveServer, Trainer
 
     config = resolve_config({key: getattr(args, key) for key in CONFIG if hasattr(args, key)
                              and key not in _LIVE_SKIPS})

@@ -13,7 +13,7 @@ server builds no graph at all). The training loop is ``fit``'s, one step at a ti
 and between steps the trainer applies commands (play, pause, a new learning rate, a point added)
 and, at most ``FPS`` times a second, publishes a frame: the curves, the decision boundary over a
 grid (``Compiled.batch``), the weights with their gradients and last updates, and the selected
-point's loss graph with data and grad in every node (:mod:`chainrule.live.graph`).
+point's loss graph with data and grad in every node (:mod:`chainrule.liveview.graph`).
 
 >>> import random; random.seed(0)
 >>> from chainrule import MLP
@@ -26,7 +26,7 @@ point's loss graph with data and grad in every node (:mod:`chainrule.live.graph`
 (2, 2, False)
 >>> trainer.command({"action": "set", "lr": float("nan")})
 Traceback (most recent call last):
-chainrule.live.controls.LiveError: lr must be a finite number, got nan
+chainrule.liveview.controls.LiveError: lr must be a finite number, got nan
 >>> trainer.close()
 """
 

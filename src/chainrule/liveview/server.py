@@ -10,9 +10,9 @@ Safety, in the order a request meets it:
 4. Every request carries the random token printed in the URL (``?token=...``, as Jupyter does),
    or the page's ``X-Chainrule-Token`` header: another local user cannot drive it either.
 5. A control's body is at most 4 kB of JSON, and every value in it is checked by the trainer
-   (:mod:`chainrule.live.state`), which answers a refusal with a message the page shows.
+   (:mod:`chainrule.liveview.state`), which answers a refusal with a message the page shows.
 
-The page and its assets ship inside the package (``chainrule/live/assets``); nothing is fetched
+The page and its assets ship inside the package (``chainrule/liveview/assets``); nothing is fetched
 from anywhere else, and the Content-Security-Policy says so to the browser too.
 """
 
@@ -44,7 +44,7 @@ class LiveServer:
 
     >>> import random; random.seed(0)
     >>> from chainrule import MLP
-    >>> from chainrule.live.state import Trainer
+    >>> from chainrule.liveview.state import Trainer
     >>> server = LiveServer(Trainer(MLP(2, [2, 1]), [[0, 0], [1, 1]], [0, 1], loss="mse"))
     >>> server = server.start(); server.url.startswith("http://127.0.0.1:")
     True
@@ -218,7 +218,7 @@ def _int_param(query: dict, name: str) -> int | None:
 
 
 def _asset(name: str) -> bytes:
-    return (files("chainrule.live") / "assets" / name).read_bytes()
+    return (files("chainrule.liveview") / "assets" / name).read_bytes()
 
 
 def _page(token: str) -> bytes:

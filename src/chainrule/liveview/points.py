@@ -9,7 +9,7 @@ point's number is its place in that list.
 ([0, 1, 0], 3, 4)
 >>> points.add(0.5, float("nan"), 1)
 Traceback (most recent call last):
-chainrule.live.controls.LiveError: y must be a finite number, got nan
+chainrule.liveview.controls.LiveError: y must be a finite number, got nan
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ is allowed; the trainer answers it to the page and changes nothing.
 'set'
 >>> check_action({"action": "play", "lr": 1})
 Traceback (most recent call last):
-chainrule.live.controls.LiveError: play takes no values, not 'lr'
+chainrule.liveview.controls.LiveError: play takes no values, not 'lr'
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def check_setting(key: str, value):
     ([8, 8], 30)
     >>> check_setting("hidden", "10000")
     Traceback (most recent call last):
-    chainrule.live.controls.LiveError: hidden: each layer has 1 to 32 neurons here (every neuron is drawn), got 10000
+    chainrule.liveview.controls.LiveError: hidden: each layer has 1 to 32 neurons here (every neuron is drawn), got 10000
     """
     if key == "lr":
         number = real(key, value)

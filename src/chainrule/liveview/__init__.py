@@ -1,8 +1,10 @@
 """Watch a network learn, live: the boundary, the curves, the weights and one point's graph, in a browser.
 
+The package is ``chainrule.liveview``; its function :func:`live` is exported as ``chainrule.live``
+(a package named like the function would shadow it, see docs/ARCHITECTURE.md).
 ``chainrule live`` (the command) and :func:`live` (in a notebook) start the same two threads: a
-trainer that owns the model (:mod:`chainrule.live.state`) and a local web server for the page
-(:mod:`chainrule.live.server`, page and scripts in ``assets/``). In a notebook the page shows in
+trainer that owns the model (:mod:`chainrule.liveview.state`) and a local web server for the page
+(:mod:`chainrule.liveview.server`, page and scripts in ``assets/``). In a notebook the page shows in
 the cell as an iframe, and the notebook stays free while the network trains.
 
 >>> import random; random.seed(0)
