@@ -315,3 +315,15 @@ def test_a_callers_no_grad_does_not_reach_the_training_thread():
     assert frame["step"] == 3 and len(frame["graph"]["data"]) > 20
     losses = trainer.history["loss"]
     assert losses[2] < losses[0] and any(g != 0 for g in frame["params"]["grad"])
+
+
+def test_cli_live_refuses_a_net_too_large_to_draw_and_a_busy_port(capsys):
+    """--hidden 100 and a port already taken are one-line errors, before anything starts."""
+    from chainrule.cli import main
+    assert main(["live", "--hidden", "100", "--no-browser"]) == 1
+    assert "1 to 32 neurons" in capsys.readouterr().err
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        assert main(["live", "--hidden", "4", "--port", str(taken.getsockname()[1]), "--no-browser"]) == 1
+    assert "choose another --port" in capsys.readouterr().err

@@ -21,6 +21,7 @@ the cell as an iframe, and the notebook stays free while the network trains.
 from __future__ import annotations
 
 import html
+import time
 
 from .server import LiveServer
 from .controls import LIMITS, LiveError
@@ -62,7 +63,6 @@ class LiveSession:
     def wait(self, timeout: float = 60.0) -> "LiveSession":
         """Block until training pauses (``steps`` reached, or paused from the page), or ``timeout``."""
         frame = self.server.trainer.wait_frame(-1, timeout=1.0)
-        import time
         deadline = time.monotonic() + timeout
         while frame is not None and frame["running"] and time.monotonic() < deadline:
             frame = self.server.trainer.wait_frame(frame["v"], timeout=max(0.0, deadline - time.monotonic()))

@@ -75,6 +75,7 @@ class Trainer:
         if model.nin != 2:
             raise ValueError(f"live draws the decision boundary in the plane: the model must take 2 inputs, "
                              f"it takes {model.nin}")
+        check_setting("hidden", model.nouts[:-1])       # every neuron is drawn: the page's bounds hold here too
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
         self.model = model

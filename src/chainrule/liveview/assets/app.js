@@ -201,7 +201,7 @@
     var W = canvas.width, H = canvas.height, left = 42, right = 8, half = (H - 30) / 2;
     ctx.clearRect(0, 0, W, H);
     ctx.font = "10px Helvetica, Arial, sans-serif";
-    var steps = c.step.concat(c.test_step), s0 = 0, s1 = Math.max(1, frame.step - 1);
+    var s0 = 0, s1 = Math.max(1, frame.step - 1);
     function sx(s) { return left + (s - s0) / Math.max(1, s1 - s0) * (W - left - right); }
     var top = 0;
     c.loss.concat(c.test_loss).forEach(function (v) { if (v !== null && v > top) top = v; });
@@ -232,7 +232,6 @@
     ctx.fillText("step " + s0, left, H - 2);
     ctx.textAlign = "right";
     ctx.fillText("step " + frame.step, W - right, H - 2);
-    void steps;
   }
 
   // --- the network ------------------------------------------------------------------------------------
