@@ -26,7 +26,8 @@ import json, random, statistics, sys, time
 from chainrule import MLP
 from chainrule.data import make_moons
 from chainrule.liveview import LiveServer
-from chainrule.liveview.state import FPS, Trainer
+from chainrule.liveview.frames import FPS
+from chainrule.liveview.state import Trainer
 
 hidden, windows = json.loads(sys.argv[1]), int(sys.argv[2])
 random.seed(0)
@@ -89,7 +90,7 @@ def main() -> None:
         shown = "-" if r["page_fps"] is None else f"{r['page_fps']:.1f}"
         print(f"{name:<18} {r['params']:>6} {r['fps']:>9.1f} {shown:>7} {r['steps_per_s']:>8.0f} {r['publish_ms']:>11.2f} "
               f"{r['step_ms']:>8.3f} {r['frame_kb']:>9.1f}")
-    print(f"(the trainer publishes at most chainrule.liveview.state.FPS frames a second; medians of {WINDOWS} "
+    print(f"(the trainer publishes at most chainrule.liveview.frames.FPS frames a second; medians of {WINDOWS} "
           "one-second windows; page/s: frames the page in headless Chromium drew)")
 
 
