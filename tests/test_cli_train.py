@@ -76,7 +76,7 @@ def test_train_several_classes_with_a_test_split(tmp_path, capsys):
     out = capsys.readouterr().out
     config = json.loads((out_dir / "config.json").read_text())
     assert set(config) == set(CONFIG)
-    assert (config["loss"], config["lr"], config["hidden"], config["test_size"]) == ("cross_entropy", 0.01, [8], 0.25)
+    assert (config["loss"], config["lr"], config["hidden"], config["test_size"]) == ("cross_entropy", 0.05, [8], 0.25)
     assert load_model(out_dir / "model.json").nouts == [8, 3]
     assert "30 examples, 10 held out for testing" in out and "test accuracy" in _final_line(out)
     history = json.loads((out_dir / "history.json").read_text())

@@ -58,7 +58,7 @@ def test_text_and_typed_values_resolve_alike_and_resolving_twice_changes_nothing
     ({"compiled": "maybe"}, "--compiled must be true or false, got 'maybe'"),
     ({"hidden": [16, 0]}, "--hidden must be comma-separated positive whole numbers"),
     ({"schedule": "cosine"}, "--schedule: unknown schedule 'cosine'; choose one of: linear, constant"),
-    ({"out": None}, "--out must be a folder name, got None"),
+    ({"out": 5}, "--out must be a folder name, got 5"),
 ])
 def test_bad_values_name_the_flag(overrides, message):
     """A value of the wrong kind or out of range raises ConfigError naming the key as its flag

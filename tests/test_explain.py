@@ -15,7 +15,8 @@ from chainrule.render import RendererUnavailable, available_renderers
 import chainrule.walkthrough as explain_module
 from lecture import neuron
 
-LINE = re.compile(r"^(?P<target>\S+)\.grad\s+\+= .* -> (?P<term>-?\d+\.\d{4})(  \(now (?P<now>-?\d+\.\d{4})\))?$")
+NUMBER = r"-?\d+(\.\d+)?(e[-+]\d+)?"     # four significant digits, as explain writes them
+LINE = re.compile(rf"^(?P<target>\S+)\.grad\s+\+= .* -> (?P<term>{NUMBER})(  \(now (?P<now>{NUMBER})\))?$")
 
 
 def lecture_neuron():
@@ -48,16 +49,16 @@ def test_explain_lecture_neuron_lines(capsys):
     text = explain(o)
     assert capsys.readouterr().out == text
     lines = [" ".join(line.split()) for line in text.splitlines()]
-    assert lines[0].startswith("o.grad = 1.0000")
-    assert lines[1] == "n.grad += (1 - o.data**2) * o.grad = (1 - 0.7071**2) * 1.0000 -> 0.5000"
-    assert "w1.grad += x1.data * (x1*w1).grad = 2.0000 * 0.5000 -> 1.0000" in lines
-    assert "x1.grad += w1.data * (x1*w1).grad = -3.0000 * 0.5000 -> -1.5000" in lines
-    assert "b.grad += n.grad = 0.5000 -> 0.5000" in lines
+    assert lines[0].startswith("o.grad = 1 ")
+    assert lines[1] == "n.grad += (1 - o.data**2) * o.grad = (1 - 0.7071**2) * 1 -> 0.5"
+    assert "w1.grad += x1.data * (x1*w1).grad = 2 * 0.5 -> 1" in lines
+    assert "x1.grad += w1.data * (x1*w1).grad = (-3) * 0.5 -> -1.5" in lines
+    assert "b.grad += n.grad = 0.5 -> 0.5" in lines
     expected = torch_neuron_grads()
     sums = summed_terms(text)
     for name, value in leaves.items():
-        assert sums[name] == pytest.approx(expected[name], abs=5e-5)
-        assert value.grad == pytest.approx(expected[name], rel=1e-12, abs=1e-12)
+        assert sums[name] == pytest.approx(expected[name], rel=5e-4, abs=5e-5)
+        assert value.grad == 0.0          # explain only looks
     # Backward order: a node's own gradient is explained before it passes gradient on.
     assert lines.index(next(x for x in lines if x.startswith("(x1*w1).grad"))) < lines.index(
         next(x for x in lines if x.startswith("w1.grad")))
@@ -108,8 +109,8 @@ def test_explained_terms_add_up_to_pytorch_gradients(op):
     tb = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
     OPS[op](ta, tb).backward()
     sums = summed_terms(text)
-    assert sums["a"] == pytest.approx(ta.grad.item(), abs=5e-4)
-    assert sums["b"] == pytest.approx(tb.grad.item(), abs=5e-4)
+    assert sums["a"] == pytest.approx(ta.grad.item(), rel=1e-3, abs=5e-4)
+    assert sums["b"] == pytest.approx(tb.grad.item(), rel=1e-3, abs=5e-4)
 
 
 def test_fan_out_shows_accumulation():
@@ -118,27 +119,30 @@ def test_fan_out_shows_accumulation():
     y = x * x + x; y.label = "y"
     text = explain(y, file=io.StringIO())
     totals = [m["now"] for m in map(LINE.match, text.splitlines()[1:]) if m["target"] == "x" and m["now"]]
-    assert x.grad == 2 * 3.0 + 1
-    assert totals[-1] == "7.0000" and len(totals) == 2
+    assert x.grad == 0.0
+    assert totals[-1] == "7" and len(totals) == 2
 
 
 def test_unlabelled_nodes_get_readable_names():
-    """An unlabelled result is named by its expression; unlabelled leaves and long expressions as node<i>."""
+    """An unlabelled result is named by its expression (shortened when long); unlabelled leaves as node<i>."""
     x1 = Value(2.0, label="x1"); w1 = Value(-3.0, label="w1")
-    deep = (x1 * w1 * 2).tanh().exp().sigmoid()
+    deep = (x1 * w1 * 2).tanh().exp().sigmoid().tanh()
     text = explain(deep, file=io.StringIO())
     targets = [LINE.match(line)["target"] for line in text.splitlines()[1:]]
     order = topological_order(deep)
     constant = next(i for i, v in enumerate(order) if not v._prev and not v.label)
     assert "(x1*w1)" in targets and f"node{constant}" in targets
-    assert any(re.fullmatch(r"node\d+", t) for t in targets if t != f"node{constant}")
+    # Long expressions are shortened with an ellipsis, and every name is one node's.
+    assert any("…" in t for t in targets)
+    names = explain_module._names(order)
+    assert len(set(names.values())) == len(order)
 
 
 def test_explain_of_a_leaf_is_just_the_start():
     """A lone Value has nothing to pass back: one line, its own gradient of 1."""
     v = Value(4.0, label="v")
     assert explain(v, file=io.StringIO()).splitlines() == [
-        "v.grad  = 1.0000  (start: the output's gradient with respect to itself)"]
+        "v.grad  = 1  (start: the output's gradient with respect to itself)"]
 
 
 def test_step_frames_follow_backward():
@@ -170,7 +174,7 @@ def test_step_frames_show_gradients_as_they_stand():
     # The second frame is n's step: its caption is the two lines of a "+" passing 0.5 to both inputs.
     assert steps.frames[1].node.label == "n"
     assert [" ".join(line.split()) for line in steps.frames[1].caption.splitlines()] == [
-        "((x1*w1)+(x2*w2)).grad += n.grad = 0.5000 -> 0.5000", "b.grad += n.grad = 0.5000 -> 0.5000"]
+        "((x1*w1)+(x2*w2)).grad += n.grad = 0.5 -> 0.5", "b.grad += n.grad = 0.5 -> 0.5"]
 
 
 def test_step_through_caps_frames_with_a_note():
@@ -182,7 +186,7 @@ def test_step_through_caps_frames_with_a_note():
     steps = step_through(v, max_frames=10, max_nodes=20)
     assert len(steps.frames) == 10
     assert "first 10 of 201 steps" in steps.note
-    assert x.grad == 1.0
+    assert x.grad == 0.0 and "grad 1.0000" in steps.frames[-1].source
     assert "not in the drawing" not in steps.frames[0].caption
 
 

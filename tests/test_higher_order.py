@@ -285,3 +285,43 @@ def test_every_program_op_has_a_second_derivative(op):
     first = grad(y, [a, b], create_graph=True)
     for d in first:
         assert all(math.isfinite(g.data) for g in grad(d, [a, b]))
+
+
+# --- found by an adversarial pass --------------------------------------------------------------------
+
+@pytest.mark.parametrize(("name", "ours", "theirs"), [
+    ("exp(x**2)", lambda x: (x ** 2).exp(), lambda x: torch.exp(x ** 2)),
+    ("x**1", lambda x: x ** 1, lambda x: x ** 1),
+    ("exp(x**1.0)", lambda x: (x ** 1.0).exp(), lambda x: torch.exp(x ** 1.0)),
+    ("x**3", lambda x: x ** 3, lambda x: x ** 3),
+])
+def test_fourth_derivatives_of_constant_powers_at_zero(name, ours, theirs):
+    """Through x ** k at x = 0, every order matches PyTorch (no 0 * inf = nan from a switched-off branch)."""
+    assert our_derivatives(ours, 0.0, 4) == pytest.approx(torch_derivatives(theirs, 0.0, 4), abs=1e-12)
+
+
+def test_create_graph_inside_no_grad_still_builds_the_graph():
+    """grad(..., create_graph=True) under no_grad() records the backward graph, as torch does."""
+    x = Value(3.0)
+    y = x ** 3
+    with chainrule.no_grad():
+        (dy,) = grad(y, [x], create_graph=True)
+    assert grad(dy, [x])[0].data == 18.0
+
+
+def test_a_rule_that_turns_values_into_floats_is_refused_under_create_graph():
+    """math.cos(a) inside a rule would silently cut the second derivative: it is a named error instead."""
+    before = set(chainrule.engine.PRIMITIVES)
+    try:
+        sin = chainrule.primitive("sin_math", lambda m, a: math.sin(a), lambda m, g, out, a: (g * math.cos(a),))
+        x = Value(0.5)
+        assert grad(sin(x), [x])[0].data == pytest.approx(math.cos(0.5))
+        with pytest.raises(TypeError, match="plain number.*namespace m"):
+            grad(sin(x), [x], create_graph=True)
+        leaky = chainrule.primitive("leaky_cmp", lambda m, a: m.where(a > 0, a, 0.01 * a),
+                                    lambda m, g, out, a: (m.where(a > 0, g, 0.01 * g),))
+        with pytest.raises(TypeError, match=r"leaky_cmp.*m\.le"):
+            grad(leaky(x), [x], create_graph=True)
+    finally:
+        for name in set(chainrule.engine.PRIMITIVES) - before:
+            del chainrule.engine.PRIMITIVES[name]

@@ -7,6 +7,7 @@ class and on a subclass, and must give the lecture's numbers.
 """
 
 import gc
+import io
 import math
 import threading
 
@@ -285,9 +286,9 @@ def test_registered_op_draws_and_explains(registered):
     x = Value(3.0, label="x")
     y = square(x); y.label = "y"
     assert "sq" in chainrule.draw_dot(y).source
-    text = chainrule.explain(y, file=None) if "file" in chainrule.explain.__code__.co_varnames else None
-    if text is not None:
-        assert "x.grad" in text
+    text = chainrule.explain(y, file=io.StringIO())
+    line = next(line for line in text.splitlines() if line.startswith("x.grad"))
+    assert "6" in line.split("->")[-1]          # d(x*x)/dx at 3 is 6, shown as the line's result
 
 
 @pytest.mark.parametrize(("args", "error", "match"), [
@@ -429,7 +430,8 @@ def test_a_node_is_one_object_with_no_tuple():
     for _ in range(100_000):
         x = x * w
     grown = len(gc.get_objects()) - before
-    assert 100_000 <= grown < 100_100
+    # About one object per op (a tuple per node would make it two); other garbage may come and go.
+    assert 99_000 <= grown < 101_000
 
 
 # --- hypothesis: closures and table rules give the same gradients -----------------------------------
@@ -454,3 +456,108 @@ def test_closure_ops_equal_table_ops_on_random_chains(steps, x0):
     ya.backward(); yb.backward()
     assert ya.data == pytest.approx(yb.data, rel=1e-12, abs=1e-300)
     assert a.grad == pytest.approx(b.grad, rel=1e-9, abs=1e-300)
+
+
+def test_readme_own_ops_section_runs():
+    """Every code block of the README's "Your own ops, two ways" section runs, with its asserts."""
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Your own ops, two ways", 1)[1].split("\n## ", 1)[0]
+    blocks = [b.split("```", 1)[0] for b in section.split("```python\n")[1:]]
+    assert len(blocks) == 3
+    before = set(PRIMITIVES)
+    try:
+        for block in blocks:
+            exec(compile(block, "README.md", "exec"), {})
+    finally:
+        for name in set(PRIMITIVES) - before:
+            del PRIMITIVES[name]
+
+
+# --- found by an adversarial pass --------------------------------------------------------------------
+
+def test_wrapping_a_table_nodes_step_in_a_closure_works():
+    """``f = y._backward; y._backward = lambda: (log(), f())`` (a logging hook) keeps the table step."""
+    x = Value(3.0)
+    y = x ** 2
+    calls = []
+    step = y._backward
+    y._backward = lambda: (calls.append(1), step())
+    y.backward()
+    assert x.grad == 6.0 and calls == [1]
+
+
+def test_writing_op_or_prev_keeps_the_derivative():
+    """Renaming a table node, or writing back its own _op/_prev, keeps its derivative."""
+    x = Value(3.0)
+    y = x * 2
+    y._op = y._op
+    y._prev = y._prev
+    y.backward()
+    assert x.grad == 2.0 and rule_of(y) is PRIMITIVES["*"]
+    x.grad = 0.0
+    z = x ** 2
+    z._op = "square"
+    z.backward()
+    assert x.grad == 6.0 and z._op == "square"
+
+
+def test_no_grad_is_reusable_and_a_decorator():
+    """One no_grad() object serves several blocks, nested too; @no_grad and @no_grad() decorate."""
+    block = no_grad()
+    with block:
+        with block:
+            assert not is_grad_enabled()
+        assert not is_grad_enabled()
+    assert is_grad_enabled()
+
+    @no_grad
+    def bare():
+        return is_grad_enabled()
+
+    @no_grad()
+    def called():
+        return is_grad_enabled()
+    assert bare() is False and called() is False and is_grad_enabled()
+
+
+def test_user_rules_are_checked_on_every_call(registered):
+    """A user rule that gives a complex number, or the wrong number of terms at a point the probes missed, is a named error."""
+    cbrt = primitive("cbrt_naive", lambda m, a: a ** (1 / 3), lambda m, g, out, a: (g / (3 * out * out),))
+    assert cbrt(8.0).data == pytest.approx(2.0)
+    with pytest.raises(TypeError, match="cbrt_naive.*complex"):
+        cbrt(-8.0)
+    floor = primitive("floor_int", lambda m, a: math.floor(a), lambda m, g, out, a: (0.0,))
+    assert type(floor(2.5).data) is float
+    # Defined only above 3, so the probes cannot check it; its bad backward is caught when it runs.
+    odd = primitive("above3", lambda m, a: m.log(a - 3), lambda m, g, out, a: (g, g))
+    with pytest.raises(ValueError, match="above3.*1 gradient term"):
+        odd(Value(5.0)).backward()
+    with pytest.raises(TypeError, match="n_inputs=1, but forward takes 2"):
+        primitive("mismatch", lambda m, a, b: a * b, lambda m, g, out, a, b: (g, g), n_inputs=1)
+
+
+def test_huge_integer_exponent_and_empty_op_name_are_clear():
+    """``x ** 10**400`` names the exponent; a node with inputs and no op suggests a closure only."""
+    with pytest.raises(OverflowError, match="exponent"):
+        Value(2.0) ** 10 ** 400
+    a = Value(1.0)
+    with pytest.raises(NotImplementedError, match="no op") as e:
+        Value(2.0, (a,)).backward()
+    assert "primitive(''" not in str(e.value)
+
+
+def test_a_subclass_with_its_own_init_gets_plain_values_from_ops():
+    """Ops on a subclass whose __init__ sets attributes give plain Values, never half-built subclass objects."""
+    class Tagged(Value):
+        def __init__(self, data, tag="t", **kw):
+            super().__init__(data, **kw)
+            self.tag = tag
+
+    y = Tagged(2.0) * 3
+    assert type(y) is Value and y.data == 6.0
+
+
+def test_is_grad_enabled_is_public():
+    """is_grad_enabled is importable from the package, like torch.is_grad_enabled."""
+    assert chainrule.is_grad_enabled() is True

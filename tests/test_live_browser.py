@@ -161,11 +161,11 @@ def _click_point(page, index):
 def test_selecting_another_point_changes_the_graphs_data(live):
     """Clicking a point selects it: the graph's input boxes then hold that point's coordinates."""
     page = live()
-    x1_before = page.js("s.boxById['x1'].slots[0].el.textContent")
+    x1_before = page.js("s.boxById['x0'].slots[0].el.textContent")
     _click_point(page, 17)
     page.until("s.frame.points.selected === 17")
     expected = page.js("'data ' + s.frame.points.xy[17][0].toFixed(4)")
-    page.until(f"s.boxById['x1'].slots[0].el.textContent === {expected!r}")
+    page.until(f"s.boxById['x0'].slots[0].el.textContent === {expected!r}")
     assert x1_before != expected
     assert "#17" in page.page.inner_text("#graph-title")
 
@@ -231,12 +231,12 @@ def test_a_bad_value_shows_a_message_and_training_goes_on(live):
 def test_a_neuron_of_a_large_net_expands_to_its_scalar_nodes(live, tmp_path):
     """Per-neuron view: a click on a neuron's box draws its weights, products and sums node by node."""
     page = live()
-    assert page.js("s.frame.graph.grouped && s.boxById['L2N3'] !== undefined")
-    page.page.locator("#graph g#L2N3").dispatch_event("click")
+    assert page.js("s.frame.graph.grouped && s.boxById['L1N2'] !== undefined")
+    page.page.locator("#graph g#L1N2").dispatch_event("click")
     page.until("s.frame.graph.expanded !== null && s.layout.id === s.frame.graph.layout && s.boxById['v0'] !== undefined")
     labels = page.page.locator("#graph g.node text").all_text_contents()
-    assert {"L2.N3.w1", "L2.N3.b", "L2.N3 sum", "L2.N3 out", "L1.N1 out"} <= {t.strip() for t in labels}
-    assert "neuron L2.N3 node by node" in page.page.inner_text("#graph-title")
+    assert {"L1.N2.w0", "L1.N2.b", "L1.N2.sum", "L1.N2.out", "L0.N0.out"} <= {t.strip() for t in labels}
+    assert "neuron L1.N2 node by node" in page.page.inner_text("#graph-title")
     page.page.screenshot(path=str(tmp_path / "expanded.png"))
     page.page.click("#collapse")
-    page.until("s.frame.graph.expanded === null && s.layout.id === s.frame.graph.layout && s.boxById['L2N3'] !== undefined")
+    page.until("s.frame.graph.expanded === null && s.layout.id === s.frame.graph.layout && s.boxById['L1N2'] !== undefined")

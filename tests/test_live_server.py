@@ -97,14 +97,14 @@ def test_point_graph_has_the_engines_numbers_and_leaves_the_model_as_it_was():
         p.grad = float(i)
     graph = point_graph(model, mse_loss, [0.3, -0.7], 1.0)
     assert [p.grad for p in params] == [float(i) for i in range(len(params))]
-    assert [p.label for p in params][:3] == ["w0", "w1", "b"]
+    assert [p.label for p in params][:3] == ["L0.N0.w0", "L0.N0.w1", "L0.N0.b"]
     expected = mse_loss([model([0.3, -0.7])], [1.0])
     model.zero_grad()
     expected.backward()
     assert graph.data[-1] == expected.data and graph.labels[-1] == "loss"
     for p in params:
         assert graph.grad[graph.index[p]] == p.grad
-    assert "L2.N1.w3" in graph.labels and "L1.N2.w1*x1" in graph.labels
+    assert "L1.N0.w2" in graph.labels and "L0.N1.w0*x0" in graph.labels
 
 
 def test_walk_steps_visit_nodes_in_reverse_topological_order_with_explains_lines():
@@ -114,7 +114,7 @@ def test_walk_steps_visit_nodes_in_reverse_topological_order_with_explains_lines
     steps = walk_steps(graph)
     assert [s["node"] for s in steps] == list(range(len(graph.order) - 1, -1, -1))
     assert steps[0]["caption"].startswith("loss.grad") and "start" in steps[0]["caption"]
-    assert any("L1.N1 sum.grad += (1 - L1.N1 out.data**2) * L1.N1 out.grad" in s["caption"] for s in steps)
+    assert any("L0.N0.sum.grad += (1 - L0.N0.out.data**2) * L0.N0.out.grad" in s["caption"] for s in steps)
     grads = {}
     for s in steps:
         grads.update(dict((k, g) for k, g in s["changes"]))
@@ -131,7 +131,7 @@ def test_large_nets_are_drawn_one_box_per_neuron():
     graph = point_graph(model, hinge_loss, [0.5, -1.0], 1.0)
     source, boxes, node_box = layout_source(graph)
     assert graph.grouped and len(boxes) == 2 + 8 + 8 + 1 + 1
-    assert "L2.N5 relu" in source and "L1.N1.w1" not in source
+    assert "L1.N4 relu" in source and "L0.N0.w0" not in source
     assert set(node_box) == {box["id"] for box in boxes}
 
 
@@ -286,17 +286,17 @@ def test_expanding_a_neuron_is_checked_and_draws_its_nodes():
     trainer = make_trainer(hidden=(8, 8))
     trainer.start()
     try:
-        with pytest.raises(LiveError, match="layer 2 has neurons 1 to 8, got 9"):
-            trainer.command({"action": "expand", "layer": 2, "neuron": 9})
+        with pytest.raises(LiveError, match="layer 1 has neurons 0 to 7, got 8"):
+            trainer.command({"action": "expand", "layer": 1, "neuron": 8})
         assert trainer.expanded is None
         before = trainer.wait_frame(-1, 10)["v"]
-        trainer.command({"action": "expand", "layer": 2, "neuron": 3})
-        assert tuple(trainer.wait_frame(before, 10)["graph"]["expanded"]) == (2, 3)
+        trainer.command({"action": "expand", "layer": 1, "neuron": 2})
+        assert tuple(trainer.wait_frame(before, 10)["graph"]["expanded"]) == (1, 2)
     finally:
         trainer.close()
     graph = point_graph(trainer.model, mse_loss, [0.5, -1.0], 1.0)
-    source, boxes, node_box = layout_source(graph, (2, 3))
-    assert "L2.N3.w8*L1.N8" in source and "L2.N4" not in source and "L1.N8 out" in source
+    source, boxes, node_box = layout_source(graph, (1, 2))
+    assert "L1.N2.w7*L0.N7.out" in source and "L1.N3" not in source and "L0.N7.out" in source
     assert len(boxes) == 8 + 8 + 7 + 1 + 2 + 8      # weights, products, partial sums, bias, sum and out, inputs
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 from chainrule.cli import main
 
 EXPECTED = ["01-derivatives.ipynb", "02-value-and-backprop.ipynb", "03-training-an-mlp.ipynb",
-            "04-going-fast.ipynb", "05-watching-it-learn.ipynb"]
+            "04-going-fast.ipynb", "05-graduating-to-pytorch.ipynb",
+            "06-watching-it-learn.ipynb"]
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -20,8 +21,8 @@ def _packaged() -> dict[str, bytes]:
     return {entry.name: entry.read_bytes() for entry in folder.iterdir() if entry.name.endswith(".ipynb")}
 
 
-def test_the_package_holds_the_four_notebooks():
-    """importlib.resources finds exactly the four tutorial notebooks inside the chainrule package."""
+def test_the_package_holds_the_five_notebooks():
+    """importlib.resources finds exactly the five tutorial notebooks inside the chainrule package."""
     assert sorted(_packaged()) == EXPECTED
 
 

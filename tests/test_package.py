@@ -12,15 +12,16 @@ SRC = Path(chainrule.__file__).resolve().parent
 # The curated public API: a name added to or dropped from chainrule/__init__.py must be added here too.
 PUBLIC = {
     "Adam", "AdamW", "ExpressionError", "History", "Layer", "MLP", "ModelFileError", "Module", "Neuron",
-    "ReplayMismatchError", "SGD", "Value", "bce_with_logits", "build_expression", "compile", "draw_dot",
-    "enable_grad", "explain", "fit", "grad", "gradcheck", "hinge_loss", "l2_penalty", "live", "load_model", "mse_loss",
-    "no_grad", "numerical_derivative", "parse_expression", "predict", "primitive", "save_model", "seed_everything",
-    "softmax_cross_entropy", "sse_loss", "step_through", "trace",
+    "ReplayMismatchError", "SGD", "UnsupportedModuleError", "Value", "bce_with_logits", "build_expression",
+    "compile", "draw_dot", "enable_grad", "explain", "fit", "from_torch", "grad", "gradcheck", "hinge_loss", "is_grad_enabled",
+    "l2_penalty", "live", "load_model", "mse_loss", "no_grad", "numerical_derivative", "parse_expression", "predict",
+    "primitive", "save_model", "seed_everything", "softmax_cross_entropy", "sse_loss", "step_through", "to_torch",
+    "trace",
 }
 
 # Each module may import only the modules listed before it (docs/ARCHITECTURE.md); cli is last.
-LAYERS = ["mathspace", "primitives", "gradmode", "engine", "nn", "numerical", "replay", "losses", "optim", "data", "serialize", "train",
-          "render", "viz", "walkthrough", "expr", "plot", "experiment", "liveview", "cli"]
+LAYERS = ["text", "mathspace", "primitives", "gradmode", "engine", "nn", "numerical", "replay", "losses", "optim",
+          "data", "serialize", "bridge", "train", "render", "viz", "walkthrough", "expr", "plot", "experiment", "liveview", "cli"]
 
 
 def test_all_is_sorted_and_exactly_the_public_api():

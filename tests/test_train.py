@@ -217,9 +217,11 @@ def test_log_line_format_and_quiet_mode(capsys, monkeypatch):
     assert capsys.readouterr() == ("", "")
 
 
-def test_progress_bar_goes_to_stderr_with_log_lines_on_stdout(capsys):
-    """With tqdm installed the bar (with loss and accuracy) is drawn on stderr, the log lines stay on stdout."""
+def test_progress_bar_goes_to_stderr_with_log_lines_on_stdout(capsys, monkeypatch):
+    """With tqdm installed and stderr a terminal, the bar (with loss and accuracy) is drawn on stderr,
+    the log lines stay on stdout."""
     pytest.importorskip("tqdm")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     X, y = make_moons(10, seed=0)
     fit(MLP(2, [3, 1], activation="relu", output_activation="linear"), X, y, steps=3, log_every=2)
     out, err = capsys.readouterr()

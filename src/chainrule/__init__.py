@@ -6,18 +6,48 @@
 7.0
 """
 
-from .engine import Value, enable_grad, grad, no_grad, primitive
-from .walkthrough import explain, step_through
-from .expr import ExpressionError, build_expression, parse_expression
-from .numerical import gradcheck, numerical_derivative
-from .losses import bce_with_logits, hinge_loss, l2_penalty, mse_loss, softmax_cross_entropy, sse_loss
-from .nn import MLP, Layer, Module, Neuron
-from .optim import SGD, Adam, AdamW
-from .replay import ReplayMismatchError, compile
-from .serialize import ModelFileError, load_model, save_model
-from .train import History, fit, predict, seed_everything
-from .viz import draw_dot, trace
-from .liveview import live
+# Where each public name lives. Importing chainrule loads none of these modules: each is imported
+# the first time one of its names is used (PEP 562), so ``chainrule``'s command line starts at
+# once, and Ctrl-C at any moment of it is one line instead of a traceback from the imports.
+_HOMES = {
+    "engine": ["Value", "enable_grad", "grad", "is_grad_enabled", "no_grad", "primitive"],
+    "walkthrough": ["explain", "step_through"],
+    "expr": ["ExpressionError", "build_expression", "parse_expression"],
+    "numerical": ["gradcheck", "numerical_derivative"],
+    "losses": ["bce_with_logits", "hinge_loss", "l2_penalty", "mse_loss", "softmax_cross_entropy", "sse_loss"],
+    "nn": ["MLP", "Layer", "Module", "Neuron"],
+    "optim": ["SGD", "Adam", "AdamW"],
+    "replay": ["ReplayMismatchError", "compile"],
+    "serialize": ["ModelFileError", "load_model", "save_model"],
+    "bridge": ["UnsupportedModuleError", "from_torch", "to_torch"],
+    "train": ["History", "fit", "predict", "seed_everything"],
+    "viz": ["draw_dot", "trace"],
+    "liveview": ["live"],
+}
+_HOME = {name: module for module, names in _HOMES.items() for name in names}
+
+
+def __getattr__(name: str):
+    import importlib
+
+    module = _HOME.get(name)
+    if module is None:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        try:                                        # a submodule: chainrule.engine, chainrule.cli, ...
+            return importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __version__ = "0.1.0"
 
@@ -33,6 +63,7 @@ __all__ = [
     "Neuron",
     "ReplayMismatchError",
     "SGD",
+    "UnsupportedModuleError",
     "Value",
     "bce_with_logits",
     "build_expression",
@@ -41,9 +72,11 @@ __all__ = [
     "enable_grad",
     "explain",
     "fit",
+    "from_torch",
     "grad",
     "gradcheck",
     "hinge_loss",
+    "is_grad_enabled",
     "l2_penalty",
     "live",
     "load_model",
@@ -58,5 +91,6 @@ __all__ = [
     "softmax_cross_entropy",
     "sse_loss",
     "step_through",
+    "to_torch",
     "trace",
 ]

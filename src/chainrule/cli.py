@@ -10,9 +10,11 @@ one-line error (for bug reports, or to see where a library error came from).
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
+
+# argparse, like everything else, is imported inside the functions: until main() runs, nothing can
+# catch a Ctrl-C, so importing this module must take next to no time.
 
 __all__ = ["CLIError", "main"]
 
@@ -28,12 +30,13 @@ def _add_notebooks(sub) -> None:
     p = sub.add_parser(
         "notebooks",
         help="copy the tutorial notebooks into a folder, ready for Jupyter",
-        description="Copy chainrule's four tutorial notebooks (derivatives, Value and backprop, "
-                    "training an MLP, going fast) into DIR and print the command that opens them.",
+        description="Copy chainrule's five tutorial notebooks (derivatives, Value and backprop, "
+                    "training an MLP, going fast, graduating to PyTorch) into DIR and print the command "
+                    "that opens them.",
     )
     p.add_argument("--dest", default="chainrule-notebooks", metavar="DIR",
                    help="folder to copy them into (default: ./chainrule-notebooks)")
-    p.add_argument("--force", action="store_true", help="overwrite notebooks already in DIR")
+    _add_force(p, "notebooks already in DIR")
     p.set_defaults(func=_cmd_notebooks)
 
 
@@ -52,12 +55,13 @@ def _cmd_notebooks(args) -> int:
     dest = Path(args.dest)
     if dest.exists() and not dest.is_dir():
         raise CLIError(f"{dest} exists and is not a folder; choose another --dest")
-    clashes = [entry.name for entry in packaged if (dest / entry.name).exists()]
-    if clashes and not args.force:
-        # A learner's notebook holds their own edits and outputs: never overwrite it silently.
-        raise CLIError(f"{dest} already has {', '.join(clashes)}; pass --force to overwrite "
-                       f"or --dest to copy somewhere else")
+    # A learner's notebook holds their own edits and outputs: never overwrite it silently.
+    _refuse_overwrite([dest / entry.name for entry in packaged], args.force, str(dest), "--dest")
+    created = _missing_folders(dest)
     dest.mkdir(parents=True, exist_ok=True)
+    if created:
+        from .text import printable
+        print(f"created {', '.join(printable(folder) + os.sep for folder in created)}")
     for entry in packaged:
         (dest / entry.name).write_bytes(entry.read_bytes())
         print(f"copied {dest / entry.name}")
@@ -66,7 +70,21 @@ def _cmd_notebooks(args) -> int:
     return 0
 
 
+def _missing_folders(path) -> list[str]:
+    """The folders that creating ``path`` (with its parents) would make, outermost first."""
+    from pathlib import Path
+
+    missing = []
+    path = Path(path)
+    while not path.exists() and path != path.parent:
+        missing.append(str(path))
+        path = path.parent
+    return missing[::-1]
+
+
 def _add_graph(sub) -> None:
+    import argparse
+
     p = sub.add_parser(
         "graph",
         help="build an expression, run backward, draw the graph and print the gradients",
@@ -92,7 +110,26 @@ def _add_graph(sub) -> None:
                         "standalone HTML page to --out FILE.html")
     p.add_argument("--rankdir", default="LR", choices=["LR", "TB", "RL", "BT"],
                    help="direction the drawing flows: LR left to right (default), TB top to bottom")
+    _add_force(p, "the --out file")
     p.set_defaults(func=_cmd_graph)
+
+
+# One rule for every command that writes: nothing that already exists is overwritten unless
+# --force is given, and the error says which files and how to go on.
+def _add_force(p, what: str) -> None:
+    p.add_argument("--force", action="store_true",
+                   help=f"overwrite {what} (without it, nothing that exists is overwritten)")
+
+
+def _refuse_overwrite(paths, force: bool, where: str = "", option: str = "--out") -> None:
+    from .text import printable
+
+    existing = [path for path in paths if os.path.lexists(path)]
+    if existing and not force:
+        names = ", ".join(printable(os.path.basename(path)) for path in existing)
+        raise CLIError(f"{printable(where) + ' already has ' if where else ''}{names}"
+                       f"{'' if where else ' already exists'}; pass --force to overwrite, or choose "
+                       f"another {option}")
 
 
 _GRAPH_FORMATS = (".svg", ".png", ".dot", ".gv")
@@ -125,6 +162,7 @@ def _cmd_graph(args) -> int:
     from pathlib import Path
 
     from .expr import ExpressionError, build_expression
+    from .render import RenderError
 
     out = Path(args.out) if args.out else None
     suffix = out.suffix.lower() if out else ""
@@ -136,9 +174,19 @@ def _cmd_graph(args) -> int:
         raise CLIError(f"--out {out.name}: the drawing is saved as {', '.join(_GRAPH_FORMATS)}{hint}")
     if out and not out.parent.is_dir():
         raise CLIError(f"--out {out}: the folder {out.parent} does not exist")
+    if out:
+        _refuse_overwrite([out], args.force)
+    if out and suffix in (".svg", ".png") and not args.step:
+        # Before computing anything: can this machine draw that format at all?
+        from .render import check_format
+        try:
+            check_format(suffix[1:])
+        except RenderError as exc:
+            raise CLIError(f"cannot write {out.name}: {exc} (--out FILE.dot writes the DOT text "
+                           "without rendering)") from None
     values = _parse_at(args.at)
     try:
-        root, leaves = build_expression(args.expression, values)
+        root, leaves = build_expression(args.expression, values, backward=True)
     except ExpressionError as exc:
         shown = f"in {args.expression!r}: " if len(args.expression) <= 60 else ""
         hint = " (give values with --at NAME=NUMBER)" if exc.message.startswith("no value") else ""
@@ -147,25 +195,23 @@ def _cmd_graph(args) -> int:
     if unused:
         raise CLIError(f"--at gives {', '.join(unused)}, which the expression does not use")
 
+    drawing = None
     if args.step:
         from .walkthrough import step_through
-        drawing = step_through(root, rankdir=args.rankdir)     # runs backward itself
-    else:
-        root.backward()
-        drawing = None
-        if out:
-            from .viz import draw_dot
-            drawing = draw_dot(root, rankdir=args.rankdir)
+        drawing = step_through(root, rankdir=args.rankdir)     # leaves every .grad as it is
+    elif out:
+        from .viz import draw_dot
+        drawing = draw_dot(root, rankdir=args.rankdir)
 
+    from .text import number
     rows = [("out", root.data)] + [(f"{name}.grad", leaf.grad) for name, leaf in leaves.items()]
     name_width = max(len(name) for name, _ in rows)
-    numbers = [f"{number:.4f}" for _, number in rows]
+    numbers = [number(value) for _, value in rows]
     number_width = max(len(text) for text in numbers)
     for (name, _), text in zip(rows, numbers):
         print(f"{name:<{name_width}} = {text:>{number_width}}")
 
     if drawing is not None:
-        from .render import RenderError
         try:
             drawing.save(out)
         except RenderError as exc:
@@ -181,6 +227,8 @@ def _cmd_graph(args) -> int:
 
 
 def _add_config_flags(p, config) -> None:
+    import argparse
+
     from .experiment import flag
 
     # Every value arrives as text and is checked by resolve_config, so that a mistake reads
@@ -196,6 +244,8 @@ def _add_config_flags(p, config) -> None:
 
 
 def _add_demo(sub) -> None:
+    import argparse
+
     from .experiment import CONFIG
 
     p = sub.add_parser(
@@ -211,24 +261,29 @@ def _add_demo(sub) -> None:
     )
     p.add_argument("--out", default="runs/demo", metavar="DIR", help="output folder (default: runs/demo)")
     _add_config_flags(p, {key: CONFIG[key] for key in ("seed", "steps", "compiled")})
+    _add_force(p, "the files of an earlier run in --out")
     p.set_defaults(func=_cmd_run)
 
 
 def _add_train(sub) -> None:
-    from .experiment import CONFIG
+    import argparse
+
+    from .experiment import CONFIG, defaults_table
 
     p = sub.add_parser(
         "train",
         help="train an MLP on a toy dataset, every setting a flag",
         description="Train an MLP on a toy dataset and write model.json, config.json (the resolved\n"
                     "settings), history.json and the pictures into --out. Every setting has a default\n"
-                    "(micrograd's demo); an unknown name is an error listing the valid ones.",
-        epilog="example:\n"
+                    "(micrograd's demo), and each dataset its own that train it well (listed below);\n"
+                    "an unknown name is an error listing the valid ones.",
+        epilog=defaults_table() + "\n\nexample:\n"
                "  chainrule train --dataset spirals --n-samples 200 --optimizer adam --lr 0.03 \\\n"
                "      --steps 300 --test-size 0.25 --compiled --out runs/spirals",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_config_flags(p, CONFIG)
+    _add_force(p, "the files of an earlier run in --out")
     p.set_defaults(func=_cmd_run)
 
 
@@ -236,7 +291,7 @@ def _cmd_run(args) -> int:
     """``demo`` and ``train``: the settings given as flags, over the defaults, run as one experiment."""
     from .experiment import CONFIG, resolve_config, run
 
-    run(resolve_config({key: getattr(args, key) for key in CONFIG if hasattr(args, key)}))
+    run(resolve_config({key: getattr(args, key) for key in CONFIG if hasattr(args, key)}), overwrite=args.force)
     return 0
 
 
@@ -247,6 +302,8 @@ _LIVE_SKIPS = ("out", "schedule", "compiled", "steps")
 
 
 def _add_live(sub) -> None:
+    import argparse
+
     from .experiment import CONFIG
 
     p = sub.add_parser(
@@ -316,6 +373,8 @@ def _cmd_live(args) -> int:
 
 
 def _add_predict(sub) -> None:
+    import argparse
+
     p = sub.add_parser(
         "predict",
         help="print a saved model's output for some points",
@@ -364,7 +423,59 @@ def _cmd_predict(args) -> int:
     return 0
 
 
+def _add_export(sub) -> None:
+    import argparse
+
+    p = sub.add_parser(
+        "export",
+        help="write a saved model as a PyTorch state dict and print the code that loads it",
+        description="Graduate to PyTorch: turn a model written by 'chainrule train' or 'chainrule demo'\n"
+                    "into a torch.nn.Sequential's state dict (float64 tensors only, so it loads with\n"
+                    "torch.load(..., weights_only=True)) and print the two lines of PyTorch that load it.\n"
+                    'Needs PyTorch: pip install "chainrule[torch]".',
+        epilog="example:\n  chainrule export --model runs/demo/model.json --to model.pt",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", required=True, metavar="FILE", help="the model file (model.json)")
+    p.add_argument("--to", required=True, metavar="FILE.pt", help="where to write the state dict (.pt or .pth)")
+    _add_force(p, "the --to file")
+    p.set_defaults(func=_cmd_export)
+
+
+def _cmd_export(args) -> int:
+    from pathlib import Path
+
+    from .bridge import sequential_code, to_torch
+    from .serialize import load_model, write_atomically
+
+    out = Path(args.to)
+    # Check the output name before loading anything, so a typo costs nothing.
+    if out.suffix.lower() not in (".pt", ".pth"):
+        raise CLIError(f"--to {out.name}: a PyTorch state dict is saved as FILE.pt (or .pth)")
+    if out.is_dir():
+        raise CLIError(f"--to {out}: it is a folder; give a file name such as {out / 'model.pt'}")
+    if not out.parent.is_dir():
+        raise CLIError(f"--to {out}: the folder {out.parent} does not exist")
+    _refuse_overwrite([out], args.force, option="--to")
+    model = load_model(args.model)
+    try:
+        net = to_torch(model)          # imports torch, or says how to install it
+    except ImportError as exc:
+        raise CLIError(str(exc)) from None
+    import torch
+    # Plain tensors under their state-dict names: nothing in the file runs code when it is loaded.
+    state = {name: tensor.detach() for name, tensor in net.state_dict().items()}
+    write_atomically(out, lambda tmp: torch.save(state, tmp))
+    print(f"wrote {out}: {model!r} as a PyTorch state dict of {len(state)} float64 tensors")
+    print("load it in PyTorch (after import torch) with:")
+    print(f"model = {sequential_code(model)}")
+    print(f"model.load_state_dict(torch.load({str(out)!r}, weights_only=True))")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="chainrule",
         description="Backpropagation you can read, watch, check and run fast.",
@@ -380,6 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_live(sub)
     _add_predict(sub)
     _add_graph(sub)
+    _add_export(sub)
     _add_notebooks(sub)
     return parser
 
@@ -390,28 +502,83 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit status (0 on success, 1 on a user error)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run the command line; returns the exit status (0 on success, 1 on an error, 130 on Ctrl-C).
+
+    Nothing prints a traceback unless ``CHAINRULE_DEBUG=1``: a user's mistake, a missing optional
+    package, a bad path and an interrupted run are each one line on stderr.
+    """
+    try:
+        return _main(sys.argv[1:] if argv is None else list(argv))
+    except KeyboardInterrupt:
+        # Ctrl-C at any moment, even while the imports run: one line and the shell's status for it.
+        if _debug():
+            raise
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str]) -> int:
     from .render import RenderError     # stdlib only; no renderer installed is the user's to fix
     try:
+        args = build_parser().parse_args(_expression_last(argv))     # usage errors exit 2, as argparse does
         return args.func(args) or 0
     except BrokenPipeError:
         # The reader went away (``chainrule ... | head``): stop quietly, as Unix tools do.
         _silence_stdout()
         return 141
-    except (CLIError, ValueError, TypeError, OSError, KeyError, ZeroDivisionError, OverflowError,
-            RenderError) as exc:
+    except (CLIError, ValueError, TypeError, OSError, KeyError, ArithmeticError, RenderError,
+            ImportError, MemoryError, RecursionError) as exc:
         if _debug():
             raise
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except Exception as exc:  # noqa: BLE001 -- a bug of ours: still one line, with how to see more
         if _debug():
             raise
-        print("error: interrupted", file=sys.stderr)
-        return 130
+        print(f"error: unexpected {type(exc).__name__}: {_one_line(exc)} (a bug in chainrule: "
+              "run again with CHAINRULE_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    """The message of ``exc`` as one printable line (file contents and names can hold anything)."""
+    from .text import printable
+
+    if isinstance(exc, KeyError) and exc.args:
+        message = str(exc.args[0])
+    elif isinstance(exc, MemoryError):
+        message = "out of memory: use a smaller model, fewer examples or a smaller --batch-size"
+    elif isinstance(exc, RecursionError):
+        message = "nested too deeply (Python's recursion limit)"
+    else:
+        message = str(exc) or type(exc).__name__
+    return printable(message)
+
+
+def _expression_last(argv: list[str]) -> list[str]:
+    """``graph "-x*w" --at x=1,w=2``: an expression that starts with '-' is not an option.
+
+    argparse would take ``-x*w`` for an unknown option; so for ``graph`` the first argument that
+    starts with '-' but is not one of graph's options (nor an option's value) is moved after
+    ``--``, where argparse reads it as the EXPRESSION. ``-h`` stays the help flag.
+    """
+    if not argv or argv[0] != "graph" or "--" in argv:
+        return argv
+    takes_value = {"--at", "--out", "--rankdir"}
+    flags = {"--step", "--force", "-h", "--help"}
+    rest = argv[1:]
+    i = 0
+    while i < len(rest):
+        arg = rest[i]
+        name = arg.split("=", 1)[0]
+        if name in takes_value:
+            i += 1 if "=" in arg else 2
+            continue
+        if name in flags or not arg.startswith("-") or arg.startswith("--") or arg == "-":
+            i += 1
+            continue
+        return [argv[0], *rest[:i], *rest[i + 1:], "--", arg]
+    return argv
 
 
 def _debug() -> bool:

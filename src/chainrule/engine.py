@@ -28,6 +28,8 @@ follow PyTorch's formulas: ``sqrt`` at 0 has slope ``inf``; ``0 ** 0`` is 1 with
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import gc
 import math
 import numbers
@@ -81,6 +83,9 @@ class _Custom:
 
 
 def _no_rule_message(name: str) -> str:
+    if not name:
+        return ("a hand-made node with inputs but no op has no derivative rule: give it a closure as the "
+                "lecture does (out._backward = _backward), or build it with an op of the table")
     return (f"no derivative rule for op {name!r}: give the node a closure as the lecture does "
             f"(out._backward = _backward), or add a table rule with chainrule.primitive({name!r}, "
             f"forward, backward); the table has " + ", ".join(PRIMITIVES))
@@ -118,6 +123,12 @@ class Value:
     # reference counting frees a graph the moment it is dropped. ``_prev``, ``_op`` and
     # ``_backward`` are the lecture's names, computed from these slots.
     __slots__ = ("data", "grad", "label", "_node", "_a", "_b")
+
+    def __init_subclass__(cls, **kwargs):
+        # Results of ops keep a learner's subclass (so its methods chain), unless the subclass has an
+        # __init__ of its own: results skip __init__, and would lack what it sets.
+        super().__init_subclass__(**kwargs)
+        cls._result_type = cls if cls.__init__ is Value.__init__ else Value
 
     def __new__(cls, *args, **kwargs):
         # Every slot starts filled, so a learner's subclass with its own __init__ (the lecture's
@@ -168,6 +179,8 @@ class Value:
     @_prev.setter
     def _prev(self, children) -> None:
         children = tuple(children)
+        if type(self._node) is not _Custom and children == self._prev and children:
+            return                      # the same inputs: keep the table rule
         self._node = _Custom(self._op, self._custom_fn())
         self._a, self._b = children or None, None
 
@@ -183,12 +196,16 @@ class Value:
 
     @_op.setter
     def _op(self, name: str) -> None:
+        name = str(name)
         if type(self._node) is _Custom:
-            self._node.name = str(name)
-        else:
-            children = self._prev
-            self._node = _Custom(str(name))
-            self._a, self._b = children or None, None
+            self._node.name = name
+        elif self._node is None:
+            self._node = _Custom(name)
+        elif name != self._op:
+            # A new display name for a table node: it keeps its derivative, as its own step.
+            step, children = self._backward, self._prev
+            self._node = _Custom(name, step)
+            self._a, self._b = children, None
 
     @property
     def _rule(self) -> str:
@@ -217,7 +234,8 @@ class Value:
             return _nothing
         if type(rule) is _Custom:
             return rule.fn if rule.fn is not None else types.MethodType(rule.step, self)
-        return types.MethodType(_step, self)
+        # Bound now, so the step still works after the node is given a closure that calls it.
+        return functools.partial(_step, rule, self, self._prev, self._b if rule.kind == 3 else None)
 
     @_backward.setter
     def _backward(self, fn: Callable[[], None]) -> None:
@@ -232,6 +250,10 @@ class Value:
         return f"Value({label}data={self.data:.4f}, grad={self.grad:.4f})"
 
     def __float__(self) -> float:
+        if gradmode.open_blocks and gradmode.in_value_pass():
+            raise TypeError("a rule turned a Value into a plain number (float(), or math.* on it) while "
+                            "grad(create_graph=True) ran it on Values: write the rule with the namespace "
+                            "m's functions and arithmetic only, so its derivative can be taken too")
         return self.data
 
     def __format__(self, spec: str) -> str:
@@ -277,7 +299,7 @@ class Value:
         if isinstance(other, Value):
             return _binary(_POW, self, other)
         if isinstance(other, numbers.Real) and not isinstance(other, bool):
-            return _with_constant(_POWK, self, float(other))
+            return _with_constant(_POWK, self, _check_number(other, "the exponent of **"))
         return NotImplemented
 
     def __rpow__(self, other):            # other ** self, with a Value exponent
@@ -398,19 +420,16 @@ class Value:
                     on_step(node)
 
 
+Value._result_type = Value
+
+
 def _nothing() -> None:
     """A leaf's chain-rule step: nothing to pass on."""
 
 
-def _step(node: Value) -> None:
+def _step(rule: Primitive, node: Value, inputs: tuple, k) -> None:
     """One node's table-rule step, as ``node._backward()`` runs it by hand."""
-    rule = node._node
-    kind = rule.kind
-    if kind == 0:
-        _table_step(rule, node)
-        return
-    inputs = node._prev
-    args = [c.data for c in inputs] + ([node._b] if kind == 3 else [])
+    args = [c.data for c in inputs] + ([k] if rule.kind == 3 else [])
     for child, term in zip(inputs, rule.backward(SCALAR, node.grad, node.data, *args)):
         child.grad += term
 
@@ -440,7 +459,7 @@ def _collector_paused() -> Iterator[None]:
 # How results are made: one function per shape of node, each filling every slot.
 
 def _binary(rule: Primitive, a: Value, b: Value) -> Value:
-    out = _new(type(a))
+    out = _new(a._result_type)
     out.data = rule.forward(SCALAR, a.data, b.data)
     out.grad = 0.0
     out.label = ""
@@ -452,7 +471,7 @@ def _binary(rule: Primitive, a: Value, b: Value) -> Value:
 
 
 def _unary(rule: Primitive, a: Value) -> Value:
-    out = _new(type(a))
+    out = _new(a._result_type)
     out.data = rule.forward(SCALAR, a.data)
     out.grad = 0.0
     out.label = ""
@@ -465,7 +484,7 @@ def _unary(rule: Primitive, a: Value) -> Value:
 
 
 def _with_constant(rule: Primitive, a: Value, k: float) -> Value:
-    out = _new(type(a))
+    out = _new(a._result_type)
     out.data = rule.forward(SCALAR, a.data, k)
     out.grad = 0.0
     out.label = ""
@@ -477,7 +496,7 @@ def _with_constant(rule: Primitive, a: Value, k: float) -> Value:
 
 
 def _many(rule: Primitive, inputs: tuple) -> Value:
-    out = _new(type(inputs[0]))
+    out = _new(inputs[0]._result_type)
     out.data = rule.forward(SCALAR, *[v.data for v in inputs])
     out.grad = 0.0
     out.label = ""
@@ -630,7 +649,9 @@ def _gradients(root: Value, m, who: str) -> tuple[dict, list]:
     With ``m = VALUE`` the rules receive the nodes themselves and build the backward pass as a graph.
     """
     building = m is VALUE
-    with _collector_paused():
+    # Building the backward graph needs recording on (even inside no_grad), and no rule may turn a
+    # Value into a float on the way (that would silently cut the derivative).
+    with _collector_paused(), (gradmode.value_pass() if building else contextlib.nullcontext()):
         order = topological_order(root)
         grads: dict = {root: 1.0}
         for node in reversed(order):
@@ -650,7 +671,14 @@ def _gradients(root: Value, m, who: str) -> tuple[dict, list]:
             args = list(inputs) if building else [c.data for c in inputs]
             if rule.kind == 3:
                 args.append(node._b)
-            terms = rule.backward(m, g, node if building else node.data, *args)
+            try:
+                terms = rule.backward(m, g, node if building else node.data, *args)
+            except TypeError as e:
+                if not building:
+                    raise
+                raise TypeError(f"the rule of {rule.name!r} cannot run on Values for create_graph=True ({e}): "
+                                f"write it with m's functions and arithmetic, comparisons as m.le(x, c), "
+                                f"m.ge(x, c), m.eq(x, c) inside m.where") from None
             for child, term in zip(inputs, terms):
                 had = grads.get(child)
                 grads[child] = term if had is None else had + term

@@ -423,8 +423,13 @@ def parse_expression(text: str) -> Node:
 _LABEL_LIMIT = 24           # interior nodes whose text is longer than this stay unlabelled
 
 
-def build_expression(text: str, values: Mapping[str, float | Value]) -> tuple[Value, dict[str, Value]]:
+def build_expression(text: str, values: Mapping[str, float | Value], *,
+                     backward: bool = False) -> tuple[Value, dict[str, Value]]:
     """Parse ``text`` and compute it with Values; returns ``(root, leaves)``.
+
+    ``backward=True`` also runs ``root.backward()``. A math error, while computing or while
+    backpropagating, raises ``ExpressionError`` naming the op as written in ``text`` and its
+    position (``sqrt at position 4: ...``), whichever engine ops that op is made of.
 
     ``leaves`` maps each name the expression uses, in order of first appearance, to its one leaf
     Value (``label`` = the name; a name used twice is one Value, so its gradients add up). A value
@@ -466,19 +471,71 @@ def build_expression(text: str, values: Mapping[str, float | Value]) -> tuple[Va
 
     labels = _short_texts(tree, _LABEL_LIMIT)
     results: dict[int, Value] = {}
+    made_by: dict[Value, Node] = {}       # every engine node -> the expression node it computes part of
     for node in nodes:
         try:
             result = _compute(node, results, leaves)
         except (ArithmeticError, ValueError) as exc:
-            # The engine's message names the op and its numbers; add where in the text it happened.
-            raise ExpressionError(f"{exc} (at position {node.position})", node.position, text) from None
+            raise _math_error(exc, node, text) from None
         if not isinstance(node, (Name, Num)):
             result.label = labels.get(id(node), "")
+        _claim(result, node, made_by)
         results[id(node)] = result
     root = results[id(tree)]
     if not isinstance(tree, Name):
         root.label = "out"
+    if backward:
+        _backward(root, made_by, text)
     return root, leaves
+
+
+def _op_text(node: Node) -> str:
+    """The op as the user wrote it: ``sqrt``, ``'/'``, ``'-'``."""
+    if isinstance(node, Call):
+        return node.func
+    if isinstance(node, Binary):
+        return repr(node.op)
+    if isinstance(node, Neg):
+        return "'-'"
+    return "the number" if isinstance(node, Num) else f"name {getattr(node, 'name', '')!r}"
+
+
+def _math_error(exc: Exception, node: Node, text: str) -> ExpressionError:
+    # The engine's message gives the numbers; say which op of the text it was, and where.
+    return ExpressionError(f"{_op_text(node)} at position {node.position}: {exc}", node.position, text)
+
+
+def _claim(result: Value, node: Node, made_by: dict) -> None:
+    """Mark the engine nodes that computing ``node`` created (one op can be several: ``a - b``)."""
+    stack = [result]
+    while stack:
+        value = stack.pop()
+        if value in made_by or not value._prev:
+            continue
+        made_by[value] = node
+        stack.extend(value._prev)
+
+
+def _backward(root: Value, made_by: dict, text: str) -> None:
+    """``root.backward()``, with a math error traced to the op of the text whose step failed."""
+    from .engine import topological_order
+
+    pending = [v for v in reversed(topological_order(root)) if v._prev]
+    done = iter(range(len(pending)))
+    position = [0]
+
+    def on_step(value: Value) -> None:
+        if value._prev:
+            position[0] = next(done) + 1
+
+    try:
+        root.backward(on_step=on_step)
+    except (ArithmeticError, ValueError) as exc:
+        failed = pending[position[0]] if position[0] < len(pending) else root
+        node = made_by.get(failed)
+        if node is None:
+            raise
+        raise _math_error(exc, node, text) from None
 
 
 def _compute(node: Node, results: dict[int, Value], leaves: dict[str, Value]) -> Value:

@@ -18,6 +18,7 @@ so the common case costs one global read per op.
 
 from __future__ import annotations
 
+import functools
 import threading
 from contextlib import contextmanager
 from typing import Iterator
@@ -35,20 +36,35 @@ def _count_block(delta: int) -> None:
         open_blocks += delta
 
 
-@contextmanager
-def _grad_mode(enabled: bool) -> Iterator[None]:
-    _count_block(1)
-    previous = getattr(_thread, "grad", True)
-    _thread.grad = enabled
-    try:
-        yield
-    finally:
-        _thread.grad = previous
+class _GradMode:
+    """A block that sets this thread's grad mode; reusable, re-entrant, and a decorator too."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self._saved = threading.local()
+
+    def __enter__(self) -> None:
+        _count_block(1)
+        saved = self._saved.__dict__.setdefault("stack", [])
+        saved.append(getattr(_thread, "grad", True))
+        _thread.grad = self.enabled
+
+    def __exit__(self, *exc) -> None:
+        _thread.grad = self._saved.stack.pop()
         _count_block(-1)
 
+    def __call__(self, fn):
+        @functools.wraps(fn)
+        def inside(*args, **kwargs):
+            with self:
+                return fn(*args, **kwargs)
+        return inside
 
-def no_grad():
+
+def no_grad(fn=None):
     """Compute data only, recording no graph, in this thread: for evaluation, plots and updates.
+
+    Use it as ``with no_grad():`` or as a decorator, ``@no_grad`` or ``@no_grad()``.
 
     >>> from chainrule import Value, no_grad
     >>> x = Value(3.0)
@@ -57,10 +73,11 @@ def no_grad():
     >>> y.data, y._prev
     (9.0, ())
     """
-    return _grad_mode(False)
+    block = _GradMode(False)
+    return block if fn is None else block(fn)
 
 
-def enable_grad():
+def enable_grad(fn=None):
     """Record the graph in this thread even inside an enclosing ``no_grad()`` block.
 
     >>> from chainrule import Value, no_grad, enable_grad
@@ -70,7 +87,8 @@ def enable_grad():
     >>> len(y._prev)
     2
     """
-    return _grad_mode(True)
+    block = _GradMode(True)
+    return block if fn is None else block(fn)
 
 
 def is_grad_enabled() -> bool:
@@ -100,6 +118,23 @@ def track_created() -> Iterator[list]:
     finally:
         _thread.created = stack
         _count_block(-1)
+
+
+@contextmanager
+def value_pass() -> Iterator[None]:
+    """While rules run on Values (``create_graph=True``): recording on, and ``float(Value)`` refused."""
+    _count_block(1)
+    previous = getattr(_thread, "grad", True), getattr(_thread, "value_pass", False)
+    _thread.grad, _thread.value_pass = True, True
+    try:
+        yield
+    finally:
+        _thread.grad, _thread.value_pass = previous
+        _count_block(-1)
+
+
+def in_value_pass() -> bool:
+    return getattr(_thread, "value_pass", False)
 
 
 def note(v) -> bool:

@@ -85,6 +85,8 @@ def _mean(terms: list[Value]) -> Value:
 def sse_loss(preds, targets) -> Value:
     """Sum of squared errors, the lecture's loss: ``sum_i (pred_i - target_i) ** 2``.
 
+    PyTorch: ``torch.nn.functional.mse_loss(preds, targets, reduction="sum")``.
+
     >>> from chainrule import Value
     >>> p = [Value(0.5), Value(-1.0)]
     >>> loss = sse_loss(p, [1.0, -1.0]); loss.backward()
@@ -98,6 +100,8 @@ def sse_loss(preds, targets) -> Value:
 
 def mse_loss(preds, targets) -> Value:
     """Mean squared error: ``(1/n) sum_i (pred_i - target_i) ** 2``.
+
+    PyTorch: ``torch.nn.functional.mse_loss`` (the module ``torch.nn.MSELoss``).
 
     >>> from chainrule import Value
     >>> p = [Value(0.5), Value(-1.0)]
@@ -122,6 +126,7 @@ def hinge_loss(scores, labels) -> Value:
     """Max-margin (hinge) loss, micrograd's demo: ``(1/n) sum_i relu(1 - y_i * score_i)``, labels ``y_i`` = -1 or +1.
 
     A score on the right side of the margin (``y * score >= 1``) costs nothing and gets no gradient.
+    PyTorch has no ready-made loss for this binary hinge; write it as ``torch.relu(1 - y * scores).mean()``.
 
     >>> from chainrule import Value
     >>> s = [Value(2.0), Value(0.5), Value(0.5)]
@@ -148,7 +153,8 @@ def bce_with_logits(logits, labels) -> Value:
 
     ``(1/n) sum_i [softplus(z_i) - y_i * z_i]`` with ``softplus(z) = relu(z) + log(1 + exp(-|z|))``,
     which equals ``-[y log sigmoid(z) + (1 - y) log(1 - sigmoid(z))]`` but stays finite for any logit
-    (``z = 1000`` included); its gradient is ``(sigmoid(z_i) - y_i) / n``.
+    (``z = 1000`` included); its gradient is ``(sigmoid(z_i) - y_i) / n``. PyTorch:
+    ``torch.nn.functional.binary_cross_entropy_with_logits`` (the module ``torch.nn.BCEWithLogitsLoss``).
 
     >>> from chainrule import Value
     >>> z = [Value(0.0), Value(1000.0)]
@@ -212,7 +218,10 @@ def _row_max(row: list[Value]) -> Value:
 
 
 def softmax_cross_entropy(logit_rows, labels) -> Value:
-    """Cross-entropy of a softmax over classes, averaged over examples (PyTorch's ``cross_entropy``).
+    """Cross-entropy of a softmax over classes, averaged over examples.
+
+    PyTorch: ``torch.nn.functional.cross_entropy`` (the module ``torch.nn.CrossEntropyLoss``), which
+    takes the same two kinds of labels.
 
     ``logit_rows`` is a list of rows (lists of Values, one row per example). ``labels`` is either a
     list of class indices, or a list of target rows of class probabilities (one-hot or soft: same
@@ -278,6 +287,9 @@ def softmax_cross_entropy(logit_rows, labels) -> Value:
 
 def l2_penalty(params: Sequence[Value], alpha: float) -> Value:
     """Weight-decay penalty ``alpha * sum_p p * p`` over parameters (micrograd's ``1e-4``), added to a loss.
+
+    PyTorch has no loss for it: add ``alpha * sum((p ** 2).sum() for p in model.parameters())``, or get
+    the same gradient ``2 * alpha * p`` from the optimizer: ``torch.optim.SGD(..., weight_decay=2 * alpha)``.
 
     >>> from chainrule import Value
     >>> w = [Value(3.0), Value(-4.0)]

@@ -5,7 +5,9 @@ They touch nothing but ``.data`` and ``.grad`` (no graph is built), and follow P
 parameters (the tests check this to 1e-12).
 
 The learning rate is a number or a function of the step number ``k`` (0 for the first step), like
-micrograd's decaying rate ``lambda k: 1.0 - 0.9 * k / 100``.
+micrograd's decaying rate ``lambda k: 1.0 - 0.9 * k / 100``. In PyTorch a function of the step is
+``torch.optim.lr_scheduler.LambdaLR(opt, schedule)`` on an optimizer made with ``lr=1.0``, stepped after
+each ``opt.step()``.
 
 >>> from chainrule import Value
 >>> from chainrule.optim import SGD

@@ -113,9 +113,19 @@ def plot_decision_boundary(model: MLP, X, y, ax=None, resolution: int | None = N
                       shading="nearest")
     ax.scatter(X[:, 0], X[:, 1], c=classes, cmap=cmap, vmin=0, vmax=n_classes - 1, s=40, edgecolors="k",
                linewidths=0.5)
+    # The legend names each class by its colour (one marker per class, drawn nowhere else).
+    from matplotlib.lines import Line2D
+    handles = [Line2D([], [], linestyle="", marker="o", markersize=7, markeredgecolor="k", markeredgewidth=0.5,
+                      markerfacecolor=cmap(c / max(n_classes - 1, 1)), label=f"class {c}")
+               for c in range(n_classes)]
     ax.set_xlim(x_min, x_max)
     ax.set_ylim(y_min, y_max)
-    ax.set_title(title if title is not None else f"decision boundary, {model!r}", fontsize=9)
+    ax.set_xlabel("x[0] (first input)")
+    ax.set_ylabel("x[1] (second input)")
+    ax.legend(handles=handles, loc="upper right", fontsize=8, framealpha=0.9,
+              title="points: data; colour: prediction", title_fontsize=8)
+    # pad keeps the title off the plot's edge; wrap=True keeps a long model description inside the figure.
+    ax.set_title(title if title is not None else f"decision boundary, {model!r}", fontsize=9, pad=10, wrap=True)
     return fig
 
 

@@ -64,6 +64,10 @@ def _pow_backward(m, g, out, a, b):
             g * m.where(m.both(m.eq(a, 0), m.ge(b, 0)), 0.0, out * m.ieee_log(a)))
 
 
+def _powk_backward(m, g, out, a, k):
+    return (m.where(m.eq(k, 0), 0.0, g * (k * m.ieee_pow(a, k - 1))),)
+
+
 def _log_backward(m, g, out, a):
     return (m.ieee_div(g, a),)
 
@@ -74,8 +78,7 @@ PRIMITIVES: dict[str, Primitive] = dict([
     _row("*",       2, lambda m, a, b: a * b,       lambda m, g, out, a, b: (g * b, g * a)),
     _row("/",       2, lambda m, a, b: m.div(a, b), _div_backward),
     _row("**",      2, lambda m, a, b: m.pow(a, b), _pow_backward),
-    _row("**k",     1, lambda m, a, k: m.pow(a, k),
-         lambda m, g, out, a, k: (m.where(m.eq(k, 0), 0.0, g * (k * m.ieee_pow(a, k - 1))),), constant="**"),
+    _row("**k",     1, lambda m, a, k: m.pow(a, k), _powk_backward, constant="**"),
     _row("exp",     1, lambda m, a: m.exp(a),       lambda m, g, out, a: (g * out,)),
     _row("log",     1, lambda m, a: m.log(a),       _log_backward),
     _row("sqrt",    1, lambda m, a: m.sqrt(a),      lambda m, g, out, a: (m.ieee_div(g, 2 * out),)),  # inf at 0
@@ -89,6 +92,7 @@ PRIMITIVES: dict[str, Primitive] = dict([
     # itself be backpropagated, and replayed on arrays. The IEEE twins share their op's derivative.
     _row("ieee_div", 2, lambda m, a, b: m.ieee_div(a, b), _div_backward),
     _row("ieee_pow", 2, lambda m, a, b: m.ieee_pow(a, b), _pow_backward),
+    _row("ieee_**k", 1, lambda m, a, k: m.ieee_pow(a, k), _powk_backward, constant="**"),
     _row("ieee_log", 1, lambda m, a: m.ieee_log(a),       _log_backward),
     # select(c, x, y) is x where the indicator c is 1, else y; c itself has slope 0.
     _row("select",  3, lambda m, c, x, y: m.where(c, x, y),
@@ -100,7 +104,7 @@ PRIMITIVES: dict[str, Primitive] = dict([
 ])
 
 BUILTIN = frozenset(PRIMITIVES)     # the rows chainrule ships; register() adds more
-INTERNAL = frozenset({"ieee_div", "ieee_pow", "ieee_log", "select", "==", "<=", ">="})
+INTERNAL = frozenset({"ieee_div", "ieee_pow", "ieee_**k", "ieee_log", "select", "==", "<=", ">="})
 
 
 # --- the same rules on Values ---------------------------------------------------------------------
@@ -148,6 +152,10 @@ class _ValueMath:
         return self._op("ieee_div", SCALAR.ieee_div, x, y)
 
     def ieee_pow(self, x, y):
+        if self._is_number(y) and not self._is_number(x):
+            # A constant exponent stays a constant, so the next order's test ``k == 0`` is decided
+            # in Python (a Value exponent would keep an inf branch that 0 * inf turns into nan).
+            return x._apply(PRIMITIVES["ieee_**k"], x, y)
         return self._op("ieee_pow", SCALAR.ieee_pow, x, y)
 
     def ieee_log(self, x):
@@ -225,15 +233,45 @@ def register(name: str, forward: Callable, backward: Callable, n_inputs: int | N
     if isinstance(n_inputs, bool) or not isinstance(n_inputs, numbers.Integral) or n_inputs < 1:
         raise ValueError(f"primitive {name!r}: n_inputs must be a whole number >= 1, got {n_inputs!r}")
     n_inputs = int(n_inputs)
+    if counted is not None and counted - 1 != n_inputs:
+        raise TypeError(f"primitive {name!r}: n_inputs={n_inputs}, but forward takes {counted - 1} input(s) "
+                        f"after m")
     back = _positional_count(backward)
     if back is not None and back != n_inputs + 3:
         raise TypeError(f"primitive {name!r}: backward must be backward(m, g, out, "
                         + ", ".join(f"x{i}" for i in range(n_inputs))
                         + f") ({n_inputs + 3} arguments), it takes {back}")
     _probe(name, forward, backward, n_inputs)
-    row = Primitive(name, forward, backward, n_inputs)
+    row = Primitive(name, *_checked(name, forward, backward, n_inputs), n_inputs)
     PRIMITIVES[name] = row
     return row
+
+
+def _real(name: str, what: str, x):
+    if isinstance(x, bool) or not isinstance(x, numbers.Real):
+        hint = " (a negative number to a fractional power is complex: use m.pow, which says so)" \
+            if isinstance(x, complex) else ""
+        raise TypeError(f"primitive {name!r}: {what} gave {type(x).__name__} {x!r}, not a real number{hint}")
+    return float(x)
+
+
+def _checked(name: str, forward: Callable, backward: Callable, n_inputs: int) -> tuple[Callable, Callable]:
+    """A user's rule, checked on every eager call: a real number out, one real term per input."""
+    def checked_forward(m, *args):
+        out = forward(m, *args)
+        return _real(name, "forward", out) if m is SCALAR else out
+
+    def checked_backward(m, g, out, *args):
+        terms = backward(m, g, out, *args)
+        if not isinstance(terms, (tuple, list)) or len(terms) != n_inputs:
+            got = f"{len(terms)} terms" if isinstance(terms, (tuple, list)) else f"a {type(terms).__name__}"
+            raise ValueError(f"primitive {name!r}: backward must return a tuple of {n_inputs} gradient "
+                             f"term{'s' * (n_inputs != 1)} (one per input), it returned {got}")
+        if m is SCALAR:
+            terms = tuple(_real(name, "backward", t) for t in terms)
+        return terms
+
+    return checked_forward, checked_backward
 
 
 def _probe(name: str, forward: Callable, backward: Callable, n_inputs: int) -> None:

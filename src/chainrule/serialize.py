@@ -28,16 +28,23 @@ import math
 import numbers
 import os
 import random
+import secrets
+import stat
 from pathlib import Path
+from typing import Callable
 
 from .nn import ACTIVATIONS, MLP
+from .text import printable
 
-__all__ = ["FORMAT", "VERSION", "ModelFileError", "load_model", "model_from_dict", "model_to_dict", "save_model"]
+__all__ = ["FORMAT", "VERSION", "ModelFileError", "load_model", "model_from_dict", "model_to_dict", "save_model",
+           "write_atomically"]
 
 FORMAT = "chainrule-mlp"
 VERSION = 1
 _REQUIRED = ("format", "version", "nin", "nouts", "activation", "output_activation", "parameters")
 _OPTIONAL = ("metadata",)
+MAX_WIDTH = 1_000_000           # no layer of a model file is wider (a 4,000-digit width is not a model)
+MAX_FILE_BYTES = 256 * 2**20    # nor is any model file larger (a 1,000,000-parameter model is about 20 MB)
 
 
 class ModelFileError(ValueError):
@@ -93,6 +100,16 @@ def _is_int(x) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
+def _shown(x) -> str:
+    """``repr(x)``, short and printable: file contents can be huge numbers or hold escape codes."""
+    if _is_int(x) and abs(x) >= 10**30:
+        return f"a number of about {int(x.bit_length() * 0.30103) + 1} digits"
+    if isinstance(x, list) and any(_is_int(v) and abs(v) >= 10**30 for v in x):
+        return "a list holding a number of hundreds of digits"
+    text = printable(repr(x))
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _validate(d, where: str) -> tuple[int, list[int], str, str, list[float]]:
     """Check everything about a model dict; return its pieces, or raise ModelFileError naming the problem."""
     def fail(message: str):
@@ -101,28 +118,28 @@ def _validate(d, where: str) -> tuple[int, list[int], str, str, list[float]]:
     if not isinstance(d, dict):
         fail(f"expected a JSON object at the top level, found {type(d).__name__}")
     if d.get("format") != FORMAT:
-        fail(f"not a chainrule model file (expected \"format\": \"{FORMAT}\", found {d.get('format')!r})")
+        fail(f"not a chainrule model file (expected \"format\": \"{FORMAT}\", found {_shown(d.get('format'))})")
     version = d.get("version")
     if not _is_int(version):
-        fail(f"\"version\" must be a whole number, found {version!r}")
+        fail(f"\"version\" must be a whole number, found {_shown(version)}")
     if version != VERSION:
-        fail(f"file format version {version} is not supported (this chainrule reads version {VERSION}); "
+        fail(f"file format version {_shown(version)} is not supported (this chainrule reads version {VERSION}); "
              f"a newer chainrule may have written it")
     missing = [key for key in _REQUIRED if key not in d]
     if missing:
         fail(f"missing field(s): {', '.join(missing)}")
     unknown = sorted(key for key in d if key not in _REQUIRED + _OPTIONAL)
     if unknown:
-        fail(f"unknown field(s): {', '.join(unknown)}")
+        fail(f"unknown field(s): {', '.join(_shown(key) for key in unknown[:5])}")
     nin = d["nin"]
-    if not _is_int(nin) or nin < 1:
-        fail(f"\"nin\" must be a positive whole number, found {nin!r}")
+    if not _is_int(nin) or not 1 <= nin <= MAX_WIDTH:
+        fail(f"\"nin\" must be a whole number from 1 to {MAX_WIDTH:,}, found {_shown(nin)}")
     nouts = d["nouts"]
-    if not isinstance(nouts, list) or not nouts or not all(_is_int(n) and n >= 1 for n in nouts):
-        fail(f"\"nouts\" must be a non-empty list of positive whole numbers, found {nouts!r}")
+    if not isinstance(nouts, list) or not nouts or not all(_is_int(n) and 1 <= n <= MAX_WIDTH for n in nouts):
+        fail(f"\"nouts\" must be a non-empty list of whole numbers from 1 to {MAX_WIDTH:,}, found {_shown(nouts)}")
     for key in ("activation", "output_activation"):
         if not isinstance(d[key], str) or d[key] not in ACTIVATIONS:
-            fail(f"\"{key}\" must be one of {', '.join(ACTIVATIONS)}; found {d[key]!r}")
+            fail(f"\"{key}\" must be one of {', '.join(ACTIVATIONS)}; found {_shown(d[key])}")
     if "metadata" in d and not isinstance(d["metadata"], dict):
         fail(f"\"metadata\" must be a JSON object, found {type(d['metadata']).__name__}")
     params = d["parameters"]
@@ -134,7 +151,7 @@ def _validate(d, where: str) -> tuple[int, list[int], str, str, list[float]]:
     floats = []
     for i, x in enumerate(params):
         if isinstance(x, bool) or not isinstance(x, numbers.Real):
-            fail(f"parameters[{i}] must be a number, found {x!r}")
+            fail(f"parameters[{i}] must be a number, found {_shown(x)}")
         try:
             x = float(x)
         except OverflowError:
@@ -186,20 +203,44 @@ def save_model(model: MLP, path, metadata: dict | None = None) -> Path:
         raise IsADirectoryError(f"cannot save the model to {path}: it is a folder; "
                                 f"give a file name such as {path / 'model.json'}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    # A plain open() (not tempfile) so the file gets the usual permissions from the umask.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+
+    def write(tmp: Path) -> None:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
             f.write("\n")
+
+    write_atomically(path, write)
+    return path
+
+
+def write_atomically(path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a temporary name beside ``path``, then rename it over ``path``, so an
+    interrupted write never leaves half a file; on any failure the temporary file is removed.
+
+    >>> import tempfile
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> target = Path(folder.name) / "notes.txt"
+    >>> write_atomically(target, lambda tmp: tmp.write_text("hello"))
+    >>> target.read_text(), sorted(p.name for p in target.parent.iterdir())
+    ('hello', ['notes.txt'])
+    >>> folder.cleanup()
+    """
+    path = Path(path)
+    # A plain name (not tempfile) so the file gets the usual permissions from the umask; short and
+    # of its own, so that any name the folder allows for ``path`` also works for this one.
+    tmp = path.with_name(f".chainrule-{secrets.token_hex(4)}.tmp")
+    try:
+        write(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError):
+            # Name the file the caller asked for, not the hidden one used on the way.
+            raise OSError(exc.errno, f"cannot write {printable(path)}: {exc.strerror or exc}") from None
         raise
-    return path
 
 
 def _reject_constant(name: str):
@@ -219,9 +260,20 @@ def load_model(path) -> MLP:
     True
     >>> folder.cleanup()
     """
-    where = str(path)
+    where = printable(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            # A FIFO would block forever and /dev/zero never ends: only plain files are read.
+            raise ModelFileError(f"{where}: not a regular file (a folder, device or pipe), so not a model file")
+        if info.st_size > MAX_FILE_BYTES:
+            raise ModelFileError(f"{where}: {info.st_size:,} bytes is larger than any model file "
+                                 f"({MAX_FILE_BYTES // 2**20} MiB at most)")
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise ModelFileError(f"{where}: larger than any model file ({MAX_FILE_BYTES // 2**20} MiB at most)")
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise ModelFileError(f"{where}: no such file") from None
     except UnicodeDecodeError:
@@ -234,7 +286,9 @@ def load_model(path) -> MLP:
     except json.JSONDecodeError as err:
         raise ModelFileError(f"{where}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})") from None
     except ValueError as err:
-        raise ModelFileError(f"{where}: {err}") from None
+        if "integer string conversion" in str(err):     # Python refuses ints over 4,300 digits
+            raise ModelFileError(f"{where}: holds a number thousands of digits long, so not a model file") from None
+        raise ModelFileError(f"{where}: {printable(err)}") from None
     except RecursionError:
         raise ModelFileError(f"{where}: JSON nested too deeply to be a model file") from None
     return model_from_dict(d, where)

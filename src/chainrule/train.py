@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import gc
 import itertools
+import math
 import numbers
 import random
 import sys
@@ -43,8 +44,22 @@ from .engine import Value, no_grad
 from .losses import LOSSES, bce_with_logits, hinge_loss, l2_penalty, mse_loss, softmax_cross_entropy, sse_loss
 from .nn import MLP
 from .optim import OPTIMIZERS, SGD, Optimizer
+from .text import number
 
-__all__ = ["History", "accuracy", "evaluate", "fit", "predict", "seed_everything"]
+__all__ = ["DivergedError", "History", "accuracy", "evaluate", "fit", "predict", "seed_everything"]
+
+
+class DivergedError(ArithmeticError):
+    """Training's loss became inf or nan: the numbers blew up, usually from too large a learning rate.
+
+    ``.step`` is the step whose loss was not finite, ``.loss`` that loss, ``.history`` what was
+    measured up to it (the model keeps the weights from before that step's update)."""
+
+    def __init__(self, message: str, step: int, loss: float, history: "History"):
+        super().__init__(message)
+        self.step = step
+        self.loss = loss
+        self.history = history
 
 Callback = Callable[[int, "History", MLP], "bool | None"]
 
@@ -100,9 +115,9 @@ class History:
     def __repr__(self) -> str:
         if not self.loss:
             return "History(0 steps)"
-        text = f"History({len(self)} steps, loss {self.loss[-1]:.4f}, acc {self.accuracy[-1]:.1%}"
+        text = f"History({len(self)} steps, loss {number(self.loss[-1])}, acc {self.accuracy[-1]:.1%}"
         if self.test_loss:
-            text += f", test loss {self.test_loss[-1]:.4f}, test acc {self.test_accuracy[-1]:.1%}"
+            text += f", test loss {number(self.test_loss[-1])}, test acc {self.test_accuracy[-1]:.1%}"
         return text + ")"
 
 
@@ -294,7 +309,8 @@ def _batches(X: np.ndarray, t: np.ndarray, batch_size: int | None, seed: int | N
 
 def fit(model: MLP, X, y, *, loss="hinge", optimizer=None, steps: int = 100, batch_size: int | None = None,
         l2: float = 0.0, X_test=None, y_test=None, callbacks: Sequence[Callback] = (), progress: bool = True,
-        compiled: bool = False, seed: int | None = None, log_every: int | None = 10) -> History:
+        compiled: bool = False, seed: int | None = None, log_every: int | None = 10,
+        check_finite: bool = True) -> History:
     """Train ``model`` on ``(X, y)`` for ``steps`` optimizer steps; returns the :class:`History`.
 
     - ``loss``: a name from ``chainrule.losses.LOSSES`` (``hinge``, ``bce``, ``cross_entropy``,
@@ -314,6 +330,9 @@ def fit(model: MLP, X, y, *, loss="hinge", optimizer=None, steps: int = 100, bat
     - ``compiled``: record the batch's loss once per batch size and replay it with numpy
       (:func:`chainrule.compile`) instead of rebuilding the graph every step.
     - ``seed``: seeds ``random`` and numpy (:func:`seed_everything`) and fixes the batch order.
+    - ``check_finite``: when a step's loss is inf or nan, stop and raise :class:`DivergedError`
+      ("loss became inf at step 4: lower the learning rate"), before that step's update;
+      ``check_finite=False`` keeps going whatever the numbers do.
 
     >>> import random; random.seed(1)
     >>> from chainrule import MLP
@@ -353,6 +372,8 @@ def fit(model: MLP, X, y, *, loss="hinge", optimizer=None, steps: int = 100, bat
         for k in range(steps):
             Xb, tb = next(batches)
             loss, scores = train_step(Xb, tb)                  # forward
+            if check_finite and not math.isfinite(loss.data):
+                _diverged(k, loss.data, optimizer, history)
             optimizer.zero_grad()                              # zero grads
             loss.backward()                                    # backward
             optimizer.step()                                   # update
@@ -369,11 +390,18 @@ def fit(model: MLP, X, y, *, loss="hinge", optimizer=None, steps: int = 100, bat
                 if say is not None and log_every:
                     say(_log_line(k, history))
             if bar is not None:
-                bar.set_postfix({"loss": f"{loss.data:.4f}", "acc": f"{history.accuracy[-1]:.1%}"}, refresh=False)
+                bar.set_postfix({"loss": number(loss.data), "acc": f"{history.accuracy[-1]:.1%}"}, refresh=False)
                 bar.update(1)
             if stop:
                 break
     return history
+
+
+def _diverged(k: int, value: float, optimizer, history: History):
+    rate = getattr(optimizer, "lr", None)
+    shown = f" (lr {float(rate):g})" if isinstance(rate, numbers.Real) or hasattr(rate, "__float__") else ""
+    raise DivergedError(f"loss became {value} at step {k}{shown}: lower the learning rate; "
+                        "fit(..., check_finite=False) keeps going anyway", k, value, history)
 
 
 def evaluate(model: MLP, X, y, *, loss="hinge", l2: float = 0.0) -> tuple[float, float]:
@@ -404,14 +432,20 @@ def _evaluate(objective, test: tuple, k: int, history: History) -> None:
 
 
 def _log_line(k: int, history: History) -> str:
-    line = f"step {k} | loss {history.loss[-1]:.4f} | acc {history.accuracy[-1]:.1%} | lr {history.lr[-1]:.3g}"
+    line = f"step {k} | loss {number(history.loss[-1])} | acc {history.accuracy[-1]:.1%} | lr {history.lr[-1]:.3g}"
     if history.test_step and history.test_step[-1] == k:
-        line += f" | test loss {history.test_loss[-1]:.4f} | test acc {history.test_accuracy[-1]:.1%}"
+        line += f" | test loss {number(history.test_loss[-1])} | test acc {history.test_accuracy[-1]:.1%}"
     return line
 
 
 def _progress(steps: int):
-    """(tqdm bar on stderr, function printing a log line), or (None, print) without tqdm."""
+    """(tqdm bar on stderr, function printing a log line), or (None, print) without tqdm, or when
+    stderr is not a terminal (a log file, a pipe, CI): there a bar's redraws would run into the
+    log lines, so only the plain lines are printed."""
+    isatty = getattr(sys.stderr, "isatty", None)
+    in_jupyter = type(sys.stderr).__name__ == "OutStream"      # ipykernel draws tqdm's bar fine
+    if not (in_jupyter or (callable(isatty) and isatty())):
+        return None, print
     try:
         from tqdm import tqdm
     except ImportError:

@@ -11,14 +11,16 @@ Labels are user text, so they are escaped for DOT here; Graphviz escapes them ag
 from __future__ import annotations
 
 import html
+import re
 from collections import deque
 from pathlib import Path
 from typing import Iterable
 
-from .engine import Value
+from .engine import Value, topological_order
 from .render import RenderError, render
+from .text import number
 
-__all__ = ["Graph", "draw_dot", "trace"]
+__all__ = ["Graph", "draw_dot", "neuron_groups", "trace"]
 
 
 class _Traced:
@@ -102,7 +104,8 @@ def _dot_text(text: str) -> str:
             out.append("&amp;")
         elif ch == "\n":
             out.append("\\n")
-        elif ch < " " or ch == "\x7f":
+        elif ch < " " or ch == "\x7f" or "\ud800" <= ch <= "\udfff":
+            # Control characters, and lone surrogates (which no file can encode), show as U+FFFD.
             out.append("\ufffd")
         else:
             out.append(ch)
@@ -123,9 +126,45 @@ CURRENT_FILL = "#ffd54f"
 CHANGED_FILL = "#c8e6c9"
 
 
+_PLACE = re.compile(r"(L\d+\.N\d+)\.(?:w\d+|b)")     # a parameter named by place (nn.Module.named_parameters)
+_ACTIVATION_OPS = ("tanh", "relu", "sigmoid")
+
+
+def neuron_groups(nodes: list[Value]) -> dict[int, str]:
+    """``{id(node): "L0.N2"}`` for the nodes that make up each neuron of an MLP: its parameters
+    (labelled by place), its products ``w*x``, the sums that add them to its bias, and its
+    activation. Everything else (inputs, losses, sums over examples) belongs to no neuron.
+
+    >>> import random; random.seed(0)
+    >>> from chainrule import MLP
+    >>> out = MLP(1, [1])([2.0])             # tanh(b + w0*2)
+    >>> sorted(set(neuron_groups(topological_order(out)).values()))
+    ['L0.N0']
+    """
+    owner: dict[int, str] = {}
+    for node in nodes:
+        if not node._prev:
+            match = _PLACE.fullmatch(node.label)
+            if match:
+                owner[id(node)] = match.group(1)
+            continue
+        kids = [owner.get(id(child)) for child in node._prev]
+        direct = [owner[id(c)] for c in node._prev if not c._prev and id(c) in owner]   # parameters
+        terms = [owner[id(c)] for c in node._prev if c._rule == "*" and id(c) in owner]  # its w*x
+        if node._rule == "*" and len(direct) == 1:
+            owner[id(node)] = direct[0]                  # w * x
+        elif node._rule == "+" and kids[0] and len(set(kids)) == 1 and (direct or terms):
+            owner[id(node)] = kids[0]                    # b + w*x, then + w*x ...
+        elif node._rule in _ACTIVATION_OPS and kids[0] and node._prev[0]._rule == "+":
+            owner[id(node)] = kids[0]                    # the neuron's activation
+    return owner
+
+
 def _dot_source(found: _Traced, rankdir: str = "LR", *, grads: dict[int, float] | None = None,
-                current: Value | None = None, changed: Iterable[Value] = (), frame: str = "") -> str:
-    """DOT text for a traced graph; ``grads`` (by ``id``) overrides the shown gradients."""
+                current: Value | None = None, changed: Iterable[Value] = (), frame: str = "",
+                names: dict[int, str] | None = None, group: bool = True) -> str:
+    """DOT text for a traced graph; ``grads`` (by ``id``) overrides the shown gradients, ``names``
+    gives unlabelled nodes a name to show, and ``group`` boxes each neuron's nodes together."""
     if rankdir not in ("LR", "RL", "TB", "BT"):
         raise ValueError(f"rankdir must be one of LR, RL, TB, BT, got {rankdir!r}")
     ids = {id(node): f"{frame}v{i}" for i, node in enumerate(found.nodes)}
@@ -137,7 +176,8 @@ def _dot_source(found: _Traced, rankdir: str = "LR", *, grads: dict[int, float] 
     for node in found.nodes:
         uid = ids[id(node)]
         grad = node.grad if grads is None else grads.get(id(node), node.grad)
-        label = f"{{ {_record_text(node.label)} | data {node.data:.4f} | grad {grad:.4f} }}"
+        shown = node.label or (names or {}).get(id(node), "")
+        label = f"{{ {_record_text(shown)} | data {number(node.data)} | grad {number(grad)} }}"
         style = ""
         if current is not None and node is current:
             style = f', style=filled, fillcolor="{CURRENT_FILL}", class="current", penwidth=2'
@@ -150,6 +190,17 @@ def _dot_source(found: _Traced, rankdir: str = "LR", *, grads: dict[int, float] 
             lines.append(f"  {uid}op -> {uid};")
     for child, parent in found.edges:
         lines.append(f"  {ids[id(child)]} -> {ids[id(parent)]}op;")
+    if group:
+        members: dict[str, list[str]] = {}
+        owner = neuron_groups(topological_order(found.nodes[0]))
+        for node in found.nodes:
+            place = owner.get(id(node))
+            if place is not None:
+                members.setdefault(place, []).append(ids[id(node)] + (f"; {ids[id(node)]}op" if node._prev else ""))
+        for k, (place, items) in enumerate(sorted(members.items())):
+            # A cluster per neuron: the drawing of an MLP reads neuron by neuron.
+            lines.append(f'  subgraph cluster_{frame}n{k} {{ label="{place}"; style="rounded,dashed"; '
+                         f'color="#9e9e9e"; fontcolor="#616161"; {"; ".join(items)}; }}')
     if found.omitted:
         # Said twice: a comment for whoever reads the DOT text, a note node for whoever sees the picture.
         note = (f"{found.omitted} more node{'s' * (found.omitted != 1)} not drawn: showing the "
@@ -172,9 +223,22 @@ def _strip_xml_prolog(svg: str) -> str:
     return svg[start:] if start >= 0 else svg
 
 
+_FALLBACK_SOURCE_LIMIT = 4000   # characters of DOT text a failed drawing still shows in a notebook
+
+
+def _fallback_text(source: str, problem: str) -> str:
+    """One line saying what went wrong and what to do; the DOT text only when it is short."""
+    line = f"could not draw this graph: {problem}"
+    if len(source) > _FALLBACK_SOURCE_LIMIT:
+        return f"{line} (its {len(source):,} characters of DOT text are in .source; .save('graph.dot') writes them)"
+    return f"{source}\n# {line}"
+
+
 def _fallback_html(source: str, problem: str) -> str:
-    return (f"<p><b>chainrule could not draw this graph</b>: {html.escape(problem)}</p>"
-            f"<pre>{html.escape(source)}</pre>")
+    shown = "" if len(source) > _FALLBACK_SOURCE_LIMIT else f"<pre>{html.escape(source)}</pre>"
+    extra = (f" (its {len(source):,} characters of DOT text are in <code>.source</code>; "
+             "<code>.save('graph.dot')</code> writes them)" if not shown else "")
+    return f"<p><b>chainrule could not draw this graph</b>: {html.escape(problem)}{extra}</p>{shown}"
 
 
 class Graph:
@@ -198,19 +262,24 @@ class Graph:
         more = f", {self.omitted} not drawn" if self.omitted else ""
         return f"<chainrule Graph: {self.nodes} values{more}>"
 
-    def svg(self) -> str:
-        """The drawing as SVG text (rendered once, then remembered)."""
+    def svg(self, timeout: float | None = None) -> str:
+        """The drawing as SVG text (rendered once, then remembered). ``timeout``: seconds allowed
+        (default ``chainrule.render.RENDER_TIMEOUT_S``), after which ``RenderError`` says what to do."""
         if self._svg is None:
-            self._svg = render(self.source, "svg").decode("utf-8")
+            self._svg = render(self.source, "svg", timeout=timeout).decode("utf-8")
         return self._svg
 
-    def render(self, format: str | None = None) -> bytes:
+    def render(self, format: str | None = None, timeout: float | None = None) -> bytes:
         """The drawing as bytes in ``format`` (default: the format given to ``draw_dot``)."""
         fmt = format or self.format
-        return self.svg().encode("utf-8") if fmt == "svg" else render(self.source, fmt)
+        return self.svg(timeout).encode("utf-8") if fmt == "svg" else render(self.source, fmt, timeout=timeout)
 
-    def save(self, path, format: str | None = None) -> Path:
-        """Write the drawing to ``path``; the format comes from the suffix unless given."""
+    def save(self, path, format: str | None = None, timeout: float | None = None) -> Path:
+        """Write the drawing to ``path``; the format comes from the suffix unless given.
+
+        Every failure to draw is a ``RenderError`` with one line saying what to do: a graph too
+        deep for the bundled renderer (about 6,000 Values in a chain, docs/rendering.md), or one
+        that takes longer than ``timeout`` seconds to lay out."""
         path = Path(path)
         fmt = (format or path.suffix.lstrip(".")).lower()
         if fmt in ("dot", "gv"):
@@ -218,7 +287,7 @@ class Graph:
             return path
         if fmt not in ("svg", "png"):
             raise ValueError(f"cannot save a graph as {fmt!r}: use a .svg, .png, .dot or .gv file name")
-        data = self.render(fmt)
+        data = self.render(fmt, timeout)
         path.write_bytes(data)
         return path
 
@@ -236,7 +305,7 @@ class Graph:
             return {"image/svg+xml": self.svg(), "text/plain": repr(self)}
         except Exception as exc:  # noqa: BLE001 -- display must not raise, whatever went wrong
             problem = str(exc) or type(exc).__name__
-            return {"text/plain": f"{self.source}\n# could not draw: {problem}",
+            return {"text/plain": _fallback_text(self.source, problem),
                     "text/html": _fallback_html(self.source, problem)}
 
 

@@ -7,9 +7,9 @@ its drawing is made once per architecture: :func:`layout_source` writes the DOT 
 through :mod:`chainrule.render`, lays it out), and later frames send only the numbers, indexed by
 each node's place in topological order.
 
-Box labels name what a node is: ``x1`` an input, ``L2.N3.w5`` the weight from neuron 5 of layer 1
-into neuron 3 of layer 2, ``L2.N3.b`` its bias, ``L2.N3 sum`` its weighted sum, ``L2.N3 out`` its
-activation, ``loss`` the point's loss. Nets too large to read node by node are drawn per neuron:
+Box labels name what a node is, counting from 0 as ``nn.named_parameters`` does: ``x0`` an input,
+``L1.N2.w4`` the weight from neuron 4 of layer 0 into neuron 2 of layer 1, ``L1.N2.b`` its bias,
+``L1.N2.sum`` its weighted sum, ``L1.N2.out`` its activation, ``loss`` the point's loss. Nets too large to read node by node are drawn per neuron:
 one box per neuron with its sum and its activation (:data:`SCALAR_LIMIT`).
 
 >>> import random; random.seed(0)
@@ -18,11 +18,11 @@ one box per neuron with its sum and its activation (:data:`SCALAR_LIMIT`).
 >>> model = MLP(2, [2, 1], activation="tanh", output_activation="linear")
 >>> g = point_graph(model, mse_loss, [0.5, -1.0], 1.0)
 >>> g.root.label, [g.order[i].label for i in g.inputs], g.grouped
-('loss', ['x1', 'x2'], False)
->>> sorted(label for label in g.labels if label.startswith("L1.N1"))
-['L1.N1 out', 'L1.N1 sum', 'L1.N1 sum to w1', 'L1.N1.b', 'L1.N1.w1', 'L1.N1.w1*x1', 'L1.N1.w2', 'L1.N1.w2*x2']
+('loss', ['x0', 'x1'], False)
+>>> sorted(label for label in g.labels if label.startswith("L0.N0"))
+['L0.N0.b', 'L0.N0.out', 'L0.N0.sum', 'L0.N0.sum_to_w0', 'L0.N0.w0', 'L0.N0.w0*x0', 'L0.N0.w1', 'L0.N0.w1*x1']
 >>> [p.label for p in model.parameters()][:3]      # the model's own labels are left as they were
-['w0', 'w1', 'b']
+['L0.N0.w0', 'L0.N0.w1', 'L0.N0.b']
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Iterator
 from ..engine import Value, topological_order
 from ..nn import MLP
 from ..viz import _dot_source, _record_text, _Traced, _walk
-from ..walkthrough import _known_grads, _names, _number, step_caption
+from ..walkthrough import _names, _number, step_caption
 
 __all__ = ["SCALAR_LIMIT", "PointGraph", "layout_source", "point_graph", "walk_steps"]
 
@@ -92,7 +92,7 @@ def point_graph(model: MLP, loss_fn, x, target, *, backward: bool = True) -> Poi
     """
     params = model.parameters()
     with _borrowing(params):
-        inputs = [Value(float(v), label=f"x{i + 1}") for i, v in enumerate(x)]
+        inputs = [Value(float(v), label=f"x{i}") for i, v in enumerate(x)]
         h, outs = inputs, []
         for layer in model.layers:                     # MLP.__call__, one layer at a time
             h = layer(h)
@@ -103,10 +103,10 @@ def point_graph(model: MLP, loss_fn, x, target, *, backward: bool = True) -> Poi
         root.label = "loss"
         names_in = [v.label for v in inputs]
         neurons = []
-        for li, (layer, layer_outs) in enumerate(zip(model.layers, outs), 1):
+        for li, (layer, layer_outs) in enumerate(zip(model.layers, outs)):
             neurons.append([_label_neuron(f"L{li}.N{ni}", neuron, out, names_in)
-                            for ni, (neuron, out) in enumerate(zip(layer.neurons, layer_outs), 1)])
-            names_in = [f"L{li}.N{ni}" for ni in range(1, len(layer.neurons) + 1)]
+                            for ni, (neuron, out) in enumerate(zip(layer.neurons, layer_outs))])
+            names_in = [f"L{li}.N{ni}.out" for ni in range(len(layer.neurons))]
         order = topological_order(root)
         for node in order:
             if not node._prev and not node.label:
@@ -133,23 +133,23 @@ def _label_neuron(prefix: str, neuron, out: Value, names_in: list[str]) -> dict:
     Returns the neuron's nodes: its sum, its output and all the nodes it owns (for the per-neuron
     drawing). A shape other than expected leaves the unrecognised nodes unnamed, never misnamed.
     """
-    for i, w in enumerate(neuron.w, 1):
+    for i, w in enumerate(neuron.w):           # nn's own names for them (nn.named_parameters)
         w.label = f"{prefix}.w{i}"
     neuron.b.label = f"{prefix}.b"
     linear = neuron.activation == "linear"
     total = out if linear else (out._prev[0] if out._prev else out)
-    out.label = f"{prefix} {'sum' if linear else 'out'}"
-    total.label = f"{prefix} sum"
+    out.label = f"{prefix}.{'sum' if linear else 'out'}"
+    total.label = f"{prefix}.sum"
     owned = [out, total, neuron.b, *neuron.w]
-    node, k = total, len(neuron.w)
-    while k >= 1 and node._rule == "+" and len(node._prev) == 2:
+    node, k = total, len(neuron.w) - 1
+    while k >= 0 and node._rule == "+" and len(node._prev) == 2:
         partial, product = node._prev
-        if product._rule != "*" or product._prev[0] is not neuron.w[k - 1]:
+        if product._rule != "*" or product._prev[0] is not neuron.w[k]:
             break
-        product.label = f"{prefix}.w{k}*{names_in[k - 1]}"
+        product.label = f"{prefix}.w{k}*{names_in[k]}"
         owned.append(product)
-        if k > 1:
-            partial.label = f"{prefix} sum to w{k - 1}"
+        if k > 0:
+            partial.label = f"{prefix}.sum_to_w{k - 1}"
             owned.append(partial)
         node, k = partial, k - 1
     return {"sum": total, "out": out, "owned": owned}
@@ -174,7 +174,7 @@ def walk_steps(graph: PointGraph) -> list[dict]:
         steps.append({"node": index[node], "changes": changes, "caption": "\n".join(caption)})
 
     with _borrowing(graph.params):
-        known = _known_grads(order)
+        known = {id(v): 0.0 for v in order}      # backward starts from zero gradients
         graph.root.backward(on_step=on_step)
     return steps
 
@@ -185,7 +185,7 @@ def layout_source(graph: PointGraph, expand: tuple[int, int] | None = None) -> t
     Each box is ``{"id": svg id, "slots": [[text prefix, place, "d" or "g"], ...], "topo": place}``:
     the page finds the box's text that starts with the prefix and writes the node's data ("d") or
     grad ("g") after it. The DOT text carries the current numbers, so the first picture is right.
-    A grouped graph with ``expand=(layer, neuron)`` (from 1) draws that neuron's scalar nodes only,
+    A grouped graph with ``expand=(layer, neuron)`` (counted from 0, as the labels are) draws that neuron's scalar nodes only,
     fed by its inputs' boxes.
     """
     if graph.grouped and expand is None:
@@ -194,7 +194,7 @@ def layout_source(graph: PointGraph, expand: tuple[int, int] | None = None) -> t
         found = _walk(graph.root, None)
     else:
         layer, neuron = expand
-        owned = graph.neurons[layer - 1][neuron - 1]["owned"]
+        owned = graph.neurons[layer][neuron]["owned"]
         nodes = [graph.order[i] for i in sorted(owned, reverse=True)]
         kept = set(nodes)
         feeding = [child for node in nodes for child in node._prev if child not in kept]
@@ -230,13 +230,13 @@ def _grouped_source(graph: PointGraph) -> tuple[str, list[dict], list[str]]:
         lines.append(f'  {box_id} [id="{box_id}", label="{" | ".join(texts)}"];')
         boxes.append({"id": box_id, "slots": [list(f) for f in fields], "topo": fields[0][1]})
 
-    for i, place in enumerate(graph.inputs, 1):
+    for i, place in enumerate(graph.inputs):
         box(f"x{i}", f"x{i}", [("data ", place, "d"), ("grad ", place, "g")])
         node_box[place] = f"x{i}"
-    previous = [f"x{i}" for i in range(1, len(graph.inputs) + 1)]
-    for li, row in enumerate(graph.neurons, 1):
+    previous = [f"x{i}" for i in range(len(graph.inputs))]
+    for li, row in enumerate(graph.neurons):
         current = []
-        for ni, n in enumerate(row, 1):
+        for ni, n in enumerate(row):
             box_id = f"L{li}N{ni}"
             fields = [("sum ", n["sum"], "d"), ("sum.grad ", n["sum"], "g")]
             if n["out"] != n["sum"]:

@@ -253,12 +253,12 @@ class Trainer:
             self.expanded = None
             return
         layer = whole("layer", layer)
-        if not 1 <= layer <= len(self.model.layers):
-            raise LiveError(f"layer must be 1 to {len(self.model.layers)}, got {layer}")
+        if not 0 <= layer < len(self.model.layers):
+            raise LiveError(f"layer must be 0 to {len(self.model.layers) - 1}, got {layer}")
         neuron = whole("neuron", neuron)
-        width = self.model.nouts[layer - 1]
-        if not 1 <= neuron <= width:
-            raise LiveError(f"layer {layer} has neurons 1 to {width}, got {neuron}")
+        width = self.model.nouts[layer]
+        if not 0 <= neuron < width:
+            raise LiveError(f"layer {layer} has neurons 0 to {width - 1}, got {neuron}")
         self.expanded = (layer, neuron)
 
     def _set(self, values: dict) -> None:

@@ -246,7 +246,8 @@
     return el;
   }
 
-  function neuronName(layer, j) { return layer === 0 ? "x" + (j + 1) : "L" + layer + ".N" + (j + 1); }
+  // Named as chainrule names them (nn.named_parameters), counting from 0: x0, L0.N3, L1.N2.w4.
+  function neuronName(layer, j) { return layer === 0 ? "x" + j : "L" + (layer - 1) + ".N" + j; }
 
   function buildNetwork(arch) {
     var svg = $("network");
@@ -268,7 +269,7 @@
           var attrs = { x1: a[0], y1: a[1], x2: b[0], y2: b[1] };
           var line = svgEl("line", attrs, edgeGroup);
           var hit = svgEl("line", Object.assign({ "class": "hit", "data-param": index }, attrs), hitGroup);
-          var what = neuronName(l, j) + ".w" + (i + 1) + " (from " + neuronName(l - 1, i) + " into " + neuronName(l, j) + ")";
+          var what = neuronName(l, j) + ".w" + i + " (from " + neuronName(l - 1, i) + " into " + neuronName(l, j) + ")";
           hook(hit, { param: index, label: what, line: line });
           net.edges.push({ line: line, param: index });
         }
@@ -278,7 +279,7 @@
     svgEl("text", { x: net.pos[0][0][0], y: 12, "class": "layer" }, nodeGroup).textContent = "inputs";
     offset = 0;
     for (l = 0; l < cols; l++) {
-      if (l > 0) svgEl("text", { x: net.pos[l][0][0], y: 12, "class": "layer" }, nodeGroup).textContent = l === cols - 1 ? "output" : "layer " + l;
+      if (l > 0) svgEl("text", { x: net.pos[l][0][0], y: 12, "class": "layer" }, nodeGroup).textContent = l === cols - 1 ? "output" : "layer " + (l - 1);
       var row = [];
       for (j = 0; j < arch[l]; j++) {
         var p = net.pos[l][j];
