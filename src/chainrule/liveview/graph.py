@@ -34,7 +34,8 @@ from typing import Iterator
 from ..engine import Value, topological_order
 from ..nn import MLP
 from ..viz import _dot_source, _record_text, _Traced, _walk
-from ..walkthrough import _names, _number, step_caption
+from ..text import number
+from ..walkthrough import _names, step_caption
 
 __all__ = ["SCALAR_LIMIT", "PointGraph", "layout_source", "point_graph", "walk_steps"]
 
@@ -223,7 +224,7 @@ def _grouped_source(graph: PointGraph) -> tuple[str, list[dict], list[str]]:
     boxes, node_box = [], ["loss"] * len(order)
 
     def box(box_id: str, title: str, fields: list[tuple[str, int, str]]) -> None:
-        texts = [_record_text(title)] + [_record_text(prefix + _number((graph.data if kind == "d"
+        texts = [_record_text(title)] + [_record_text(prefix + number((graph.data if kind == "d"
                                                                           else graph.grad)[place]))
                                          for prefix, place, kind in fields]
         # No braces: with rankdir=LR the fields then stack top to bottom, one narrow box per neuron.

@@ -20,7 +20,8 @@
   function fmt(x, digits) {
     if (x === null || x === undefined) return "nan";
     var d = digits === undefined ? 4 : digits;
-    var s = x.toFixed(d);
+    // As chainrule.text.number writes numbers: fixed decimals, scientific from a million on.
+    var s = Math.abs(x) >= 1e6 ? x.toExponential(d).replace(/e([+-])(\d)$/, "e$10$2") : x.toFixed(d);
     return /^-0\.0*$/.test(s) ? s.slice(1) : s;  // -0.0000 is 0.0000, as Python's captions print it
   }
 
