@@ -11,7 +11,8 @@ from pathlib import Path
 from chainrule.cli import main
 
 EXPECTED = ["01-derivatives.ipynb", "02-value-and-backprop.ipynb", "03-training-an-mlp.ipynb",
-            "04-going-fast.ipynb", "05-graduating-to-pytorch.ipynb"]
+            "04-going-fast.ipynb", "05-graduating-to-pytorch.ipynb",
+            "06-watching-it-learn.ipynb"]
 ROOT = Path(__file__).resolve().parent.parent
 
 

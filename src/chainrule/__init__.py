@@ -22,6 +22,7 @@ _HOMES = {
     "bridge": ["UnsupportedModuleError", "from_torch", "to_torch"],
     "train": ["History", "fit", "predict", "seed_everything"],
     "viz": ["draw_dot", "trace"],
+    "liveview": ["live"],
 }
 _HOME = {name: module for module, names in _HOMES.items() for name in names}
 
@@ -78,6 +79,7 @@ __all__ = [
     "hinge_loss",
     "is_grad_enabled",
     "l2_penalty",
+    "live",
     "load_model",
     "mse_loss",
     "no_grad",

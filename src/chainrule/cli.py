@@ -295,6 +295,83 @@ def _cmd_run(args) -> int:
     return 0
 
 
+# Settings of ``chainrule live``: train's, less those that only make sense for a run that ends
+# (the output folder, the schedule over a fixed number of steps, the choice of replay: live always
+# replays the compiled loss).
+_LIVE_SKIPS = ("out", "schedule", "compiled", "steps")
+
+
+def _add_live(sub) -> None:
+    import argparse
+
+    from .experiment import CONFIG
+
+    p = sub.add_parser(
+        "live",
+        help="watch a network learn, live, in the browser: boundary, curves, weights, one point's graph",
+        description="Train an MLP on a toy dataset in Python and watch it learn in the browser: the\n"
+                    "decision boundary, the loss and accuracy, the weights, and the computational graph of\n"
+                    "one point's loss with data and grad in every box, including backward step by step.\n"
+                    "The page is served on 127.0.0.1 with a random token in its URL. Ctrl-C stops it.",
+        epilog="example:\n"
+               "  chainrule live --dataset moons --hidden 8,8 --activation tanh --optimizer adam --lr 0.03",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_config_flags(p, {key: value for key, value in CONFIG.items() if key not in _LIVE_SKIPS})
+    p.add_argument("--steps", type=int, default=None, metavar="N",
+                   help="pause after N steps (default: train until paused from the page)")
+    p.add_argument("--speed", type=int, default=30, metavar="N", help="training steps per second (default: 30)")
+    p.add_argument("--port", type=int, default=0, metavar="N", help="port on 127.0.0.1 (default: any free one)")
+    p.add_argument("--no-browser", action="store_true", help="print the URL without opening a browser")
+    p.add_argument("--paused", action="store_true", help="start paused (press play in the page)")
+    p.set_defaults(func=_cmd_live)
+
+
+def _cmd_live(args) -> int:
+    import threading
+
+    from .experiment import CONFIG, flag, prepare, resolve_config
+    from .liveview import LiveServer, Trainer
+
+    config = resolve_config({key: getattr(args, key) for key in CONFIG if hasattr(args, key)
+                             and key not in _LIVE_SKIPS})
+    if args.steps is not None and args.steps < 1:
+        raise CLIError(f"--steps must be >= 1, got {args.steps}")
+    if config["dataset"] == "digits":
+        raise CLIError(f"{flag('dataset')} digits has 64 inputs; live draws the plane, so choose a dataset "
+                       "with 2 (moons, circles, blobs, spirals, xor)")
+    setup = prepare(config)
+    if setup.X.shape[1] != 2:
+        raise CLIError(f"{flag('dataset')} {config['dataset']} has {setup.X.shape[1]} inputs; live draws the plane, "
+                       "so choose a dataset with 2 (moons, circles, blobs, spirals, xor)")
+    try:
+        trainer = Trainer(setup.model, setup.X, setup.y, X_test=setup.X_test, y_test=setup.y_test,
+                          loss=config["loss"], optimizer=config["optimizer"], lr=config["lr"], l2=config["l2"],
+                          batch_size=config["batch_size"], speed=args.speed, seed=config["seed"],
+                          max_steps=args.steps, running=not args.paused)
+    except ValueError as exc:       # LiveError among them: a bound of the live view
+        raise CLIError(str(exc)) from None
+    server = LiveServer(trainer, port=args.port)
+    stopped = threading.Event()
+    server.start()
+    try:
+        print(f"training {setup.model!r} on {config['dataset']}, live")
+        print(f"open {server.url}")
+        print("(the token in the URL is the key: share it with no one; Ctrl-C stops)", flush=True)
+        if not args.no_browser:
+            import webbrowser
+            webbrowser.open(server.url)
+        while not stopped.wait(0.5):       # short waits, so Ctrl-C is seen at once
+            if not trainer.alive:
+                raise CLIError("the training thread stopped unexpectedly")
+    except KeyboardInterrupt:
+        print("stopping", flush=True)
+    finally:
+        server.close()
+    print(f"stopped after {trainer.step} steps")
+    return 0
+
+
 def _add_predict(sub) -> None:
     import argparse
 
@@ -411,6 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
     # REGISTER: one line per subcommand.
     _add_demo(sub)
     _add_train(sub)
+    _add_live(sub)
     _add_predict(sub)
     _add_graph(sub)
     _add_export(sub)

@@ -40,8 +40,8 @@ from .serialize import save_model
 from .text import number, printable
 from .train import DivergedError, History, evaluate, fit, seed_everything
 
-__all__ = ["BYTES_PER_NODE", "CONFIG", "ConfigError", "DATASET_DEFAULTS", "OUTPUTS", "RunResult", "defaults_table",
-           "flag", "graph_size", "resolve_config", "run"]
+__all__ = ["BYTES_PER_NODE", "CONFIG", "ConfigError", "DATASET_DEFAULTS", "OUTPUTS", "RunResult", "Setup",
+           "defaults_table", "flag", "graph_size", "prepare", "resolve_config", "run"]
 
 
 # The settings: one flat block of defaults, each with its help text. Every key is also a flag of
@@ -217,21 +217,12 @@ def run(config: dict, *, overwrite: bool = False) -> RunResult:
         except ImportError:
             raise ConfigError(f"{flag('compiled')} needs chainrule.replay, which this installation lacks") from None
 
-    seed_everything(config["seed"])
-    X, y = DATASETS[config["dataset"]](n_samples=config["n_samples"], noise=config["noise"], seed=config["seed"])
-    # Class numbers count up from 0 even when a small sample misses one; the lecture's +-1 floats are two.
-    n_classes = int(y.max()) + 1 if np.issubdtype(y.dtype, np.integer) else len(np.unique(y))
-    X_test = y_test = None
-    if config["test_size"]:
-        X, X_test, y, y_test = train_test_split(X, y, test_size=config["test_size"], seed=config["seed"])
-    width = 1 if n_classes <= 2 else n_classes
-    if config["loss"] == "auto":
-        config["loss"] = "hinge" if width == 1 else "cross_entropy"
+    setup = prepare(config)
+    X, y, X_test, y_test = setup.X, setup.y, setup.X_test, setup.y_test
     batch = config["batch_size"] if 0 < config["batch_size"] < len(X) else len(X)
-    _check_graph_size(X.shape[1], config["hidden"] + [width], batch, config["activation"])
+    _check_graph_size(X.shape[1], setup.model.nouts, batch, config["activation"])
     with _Staging(out) as staging:        # out is writable, checked before the first step
-        model = MLP(X.shape[1], config["hidden"] + [width], activation=config["activation"],
-                    output_activation="linear", init=config["init"])
+        model = setup.model
         lr, steps = config["lr"], config["steps"]
         rate = (lambda k: lr * (1.0 - 0.9 * k / steps)) if config["schedule"] == "linear" else lr
         optimizer = OPTIMIZERS[config["optimizer"]](model.parameters(), lr=rate)
@@ -265,6 +256,42 @@ def run(config: dict, *, overwrite: bool = False) -> RunResult:
         print(f"try: chainrule predict --model {printable(out / 'model.json')} " + ",".join(f"{v:g}" for v in X[0]))
     return RunResult(model, history, loss, acc, config, written)
 
+
+@dataclass
+class Setup:
+    """What a configuration makes before training: the data (split) and the fresh model."""
+
+    model: MLP
+    X: np.ndarray
+    y: np.ndarray
+    X_test: np.ndarray | None
+    y_test: np.ndarray | None
+
+
+def prepare(config: dict) -> Setup:
+    """Seed everything, draw the data, split it and build the model, as ``config`` (resolved) says.
+
+    ``config["loss"]`` "auto" is made concrete here (hinge for two classes, else cross_entropy), in
+    place, so that whoever trains next uses the loss the model was built for. ``run`` and
+    ``chainrule live`` both start from here.
+
+    >>> setup = prepare(resolve_config({"dataset": "xor", "hidden": "4", "test_size": 0.25}))
+    >>> setup.model.nouts, setup.X.shape, setup.X_test.shape
+    ([4, 1], (75, 2), (25, 2))
+    """
+    seed_everything(config["seed"])
+    X, y = DATASETS[config["dataset"]](n_samples=config["n_samples"], noise=config["noise"], seed=config["seed"])
+    # Class numbers count up from 0 even when a small sample misses one; the lecture's +-1 floats are two.
+    n_classes = int(y.max()) + 1 if np.issubdtype(y.dtype, np.integer) else len(np.unique(y))
+    X_test = y_test = None
+    if config["test_size"]:
+        X, X_test, y, y_test = train_test_split(X, y, test_size=config["test_size"], seed=config["seed"])
+    width = 1 if n_classes <= 2 else n_classes
+    if config["loss"] == "auto":
+        config["loss"] = "hinge" if width == 1 else "cross_entropy"
+    model = MLP(X.shape[1], config["hidden"] + [width], activation=config["activation"],
+                output_activation="linear", init=config["init"])
+    return Setup(model, X, y, X_test, y_test)
 
 def _say_if_near_chance(acc: float, y, config: dict) -> None:
     """A run that ends no better than always guessing the commonest class says so, with what to try."""

@@ -66,8 +66,9 @@ def _spellings(rule: str, op: str, parts: list[str]):
         yield f"{op}(…)"
 
 
-def _names(order: list[Value]) -> dict[int, str]:
-    """A readable name per node: its label, else its expression like ``(x1*w1)``, else ``node7``."""
+def _names(order: list[Value], limit: int = _NAME_LIMIT) -> dict[int, str]:
+    """A readable name per node: its label, else its expression like ``(x1*w1)`` (at most ``limit``
+    characters), else ``node7``."""
     from .text import printable
 
     names: dict[int, str] = {}
@@ -81,7 +82,7 @@ def _names(order: list[Value]) -> dict[int, str]:
             parts = [names[id(child)] for child in node._prev]
             # Each name is one node's: a spelling another node already has is skipped.
             name = next((text for text in _spellings(node._rule, node._op, parts)
-                         if len(text) <= _NAME_LIMIT and text not in used), f"node{i}")
+                         if len(text) <= limit and text not in used), f"node{i}")
         used.add(name)
         names[id(node)] = name
     return names
@@ -194,6 +195,27 @@ def _format(lines: list[_Line], root_name: str | None = None) -> list[str]:
             text += f"  (now {_number(line.total)})"
         out.append(text.rstrip())
     return out
+
+
+def step_caption(node: Value, names: dict[int, str], known: dict[int, float], first: bool) -> list[str]:
+    """The lines shown for one node's step of backward: its chain-rule lines, or why a leaf has none.
+
+    Call it right after the node's ``_backward()`` ran (``backward(on_step=...)`` does). ``first``
+    adds the start line of the output. ``names`` and ``known`` are as for :func:`explain`.
+
+    >>> x = Value(3.0, label="x"); y = x * x; y.label = "y"
+    >>> order = topological_order(y); names = _names(order); known = {id(v): 0.0 for v in order}
+    >>> captions = []
+    >>> y.backward(on_step=lambda node: captions.append(step_caption(node, names, known, node is y)))
+    >>> captions[1]
+    ['x is a leaf (an input, parameter or constant): nothing to pass back; x.grad = 6']
+    """
+    name = names[id(node)]
+    caption = _format(_step_lines(node, names, known), name if first else None)
+    if not node._prev:
+        caption.append(f"{name} is a leaf (an input, parameter or constant): nothing to pass back; "
+                       f"{name}.grad = {_number(node.grad)}")
+    return caption
 
 
 def _fresh_pass(root: Value, on_step: Callable[[Value], None]) -> list[Value]:
@@ -437,12 +459,8 @@ def step_through(root: Value, max_nodes: int | None = 50, max_frames: int | None
         step = len(frames)
         if max_frames is not None and step >= max_frames:
             return
-        lines = _step_lines(node, names, known)
         name = names[id(node)]
-        caption = _format(lines, name if step == 0 else None)
-        if not node._prev:
-            caption.append(f"{name} is a leaf (an input, parameter or constant): nothing to pass back; "
-                           f"{name}.grad = {_number(node.grad)}")
+        caption = step_caption(node, names, known, first=step == 0)
         if id(node) not in drawn:
             caption.append(f"({name} is not in the drawing: only the {len(found.nodes)} nodes nearest the "
                            "output are drawn)")
