@@ -30,7 +30,7 @@ from .engine import no_grad
 from .losses import l2_penalty, sse_loss
 from .nn import MLP
 
-__all__ = ["EagerSteps", "ReplayedSteps", "WholeBatchSteps", "objective"]
+__all__ = ["EagerSteps", "ReplayedSteps", "WholeBatchSteps", "objective", "whole_batch_replay"]
 
 
 def _no_guard(loss: float) -> None:
@@ -78,30 +78,39 @@ class EagerSteps:
         pass
 
 
-class WholeBatchSteps(EagerSteps):
-    """The batch's objective recorded once per batch size and replayed; parameters in Values.
+def whole_batch_replay(batch_objective: Callable, n_classes: int | None) -> Callable:
+    """``batch_objective(X_rows, targets)`` recorded once per batch size and replayed
+    (:func:`chainrule.compile`): returns ``step(X_rows, targets) -> (loss, scores)``.
 
     Class numbers would be baked into a recording (a class number picks a logit), so with
     ``n_classes`` set the labels go to the loss as one-hot float rows instead (the built-in
     cross-entropy takes either, with the same result).
     """
+    from .replay import compile
+
+    recordings: dict[int, object] = {}
+    eye = None if n_classes is None else np.eye(n_classes)
+
+    def step(X_rows, targets):
+        compiled = recordings.get(len(X_rows))
+        if compiled is None:
+            compiled = recordings[len(X_rows)] = compile(batch_objective)
+        if eye is not None:
+            targets = eye[np.asarray(targets, dtype=np.intp)]
+        return compiled(X_rows, targets)
+
+    return step
+
+
+class WholeBatchSteps(EagerSteps):
+    """The batch's objective recorded once per batch size and replayed; parameters in Values."""
 
     def __init__(self, model: MLP, loss_fn: Callable, l2: float, optimizer, n_classes: int | None):
         super().__init__(model, loss_fn, l2, optimizer)
-        self.recordings: dict[int, object] = {}
-        self.eye = None if n_classes is None else np.eye(n_classes)
-
-    def _replay(self, Xb, tb):
-        from .replay import compile
-
-        compiled = self.recordings.get(len(Xb))
-        if compiled is None:
-            compiled = self.recordings[len(Xb)] = compile(self.objective)
-        targets = self.eye[tb.astype(np.intp)] if self.eye is not None else tb
-        return compiled(Xb, targets)
+        self.replay = whole_batch_replay(self.objective, n_classes)
 
     def step(self, Xb, tb, guard=_no_guard):
-        loss, scores = self._replay(Xb, tb)                         # forward (replayed)
+        loss, scores = self.replay(Xb, tb)                          # forward (replayed)
         guard(loss.data)
         self.optimizer.zero_grad()                                  # zero grads
         loss.backward()                                             # backward (replayed)
