@@ -12,6 +12,7 @@ nested thousands of lists deep works.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -111,7 +112,7 @@ def feed(spec, x, vals: np.ndarray, offset: int, where: str) -> int:
         shape = np.shape(a)
         if shape != payload:
             raise ReplayMismatchError(f"{where}: recorded floats of shape {payload}, got shape {shape}")
-        size = int(np.prod(payload))
+        size = math.prod(payload)
         vals[offset:offset + size] = np.reshape(a, -1)
         return offset + size
     if kind == "seq":
