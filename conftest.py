@@ -3,6 +3,13 @@
 import os
 
 import pytest
+from hypothesis import settings
+
+# In CI, hypothesis draws the same examples every run (derandomize): a red CI then always means a
+# change broke something, never an unlucky draw. On a developer's machine it explores afresh each run.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 @pytest.hookimpl(hookwrapper=True)

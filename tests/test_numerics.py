@@ -249,5 +249,11 @@ def test_programs_on_special_values_match_pytorch(program):
     troot.backward()
     # Sums of gradient terms may round differently in another order: allow that much, no more.
     scale = max([abs(n.data) for n in nodes if math.isfinite(n.data)] + [1.0])
+    # Near overflow the two libraries' formulas round differently (PyTorch takes x ** -2 as 1 / (x*x),
+    # which overflows first), so one may give inf where the other gives nan: both non-finite agree there.
+    extreme = any(0 < abs(n.data) < 1e-150 or 1e150 < abs(n.data) < math.inf for n in nodes)
     for leaf, tensor in zip(leaves, tensors):
-        assert same(leaf.grad, tgrad(tensor), rel=1e-9, abs_=1e-12 * min(scale, 1e4) ** 3), (leaf.grad, tgrad(tensor))
+        a, b = leaf.grad, tgrad(tensor)
+        if extreme and not math.isfinite(a) and not math.isfinite(b):
+            continue
+        assert same(a, b, rel=1e-9, abs_=1e-12 * min(scale, 1e4) ** 3), (a, b)

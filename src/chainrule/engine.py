@@ -512,8 +512,16 @@ def _wrap(x) -> Value | None:
     """A Value stays itself, a real number becomes a constant Value, anything else is None."""
     if isinstance(x, Value):
         return x
-    if isinstance(x, numbers.Real) and not isinstance(x, bool):
-        return Value(x)
+    if type(x) is float or (isinstance(x, numbers.Real) and not isinstance(x, bool)):
+        # A constant leaf, made directly: ``n([2.0, 3.0])`` makes one per weight, as in the lecture.
+        out = _new(Value)
+        out.data = x if type(x) is float else _check_number(x)
+        out.grad = 0.0
+        out.label = ""
+        out._node = out._a = out._b = None
+        if gradmode.open_blocks:
+            _note(out)
+        return out
     return None
 
 

@@ -25,7 +25,16 @@ from typing import Iterator
 
 __all__ = ["enable_grad", "is_grad_enabled", "no_grad", "track_created"]
 
-_thread = threading.local()
+class _ThreadState(threading.local):
+    """Each thread's mode; every thread starts recording, with no tracker open."""
+
+    def __init__(self):
+        self.grad = True
+        self.created = ()           # the lists of the open track_created() blocks
+        self.value_pass = False
+
+
+_thread = _ThreadState()
 open_blocks = 0                 # read by the engine on every op: keep it a plain module global
 _blocks_lock = threading.Lock()
 
@@ -46,7 +55,7 @@ class _GradMode:
     def __enter__(self) -> None:
         _count_block(1)
         saved = self._saved.__dict__.setdefault("stack", [])
-        saved.append(getattr(_thread, "grad", True))
+        saved.append(_thread.grad)
         _thread.grad = self.enabled
 
     def __exit__(self, *exc) -> None:
@@ -93,7 +102,7 @@ def enable_grad(fn=None):
 
 def is_grad_enabled() -> bool:
     """True unless this thread is inside ``no_grad()``."""
-    return getattr(_thread, "grad", True)
+    return _thread.grad
 
 
 @contextmanager
@@ -111,8 +120,8 @@ def track_created() -> Iterator[list]:
     """
     created: list = []
     _count_block(1)
-    stack = getattr(_thread, "created", None)
-    _thread.created = (stack or ()) + (created,)
+    stack = _thread.created
+    _thread.created = stack + (created,)
     try:
         yield created
     finally:
@@ -124,7 +133,7 @@ def track_created() -> Iterator[list]:
 def value_pass() -> Iterator[None]:
     """While rules run on Values (``create_graph=True``): recording on, and ``float(Value)`` refused."""
     _count_block(1)
-    previous = getattr(_thread, "grad", True), getattr(_thread, "value_pass", False)
+    previous = _thread.grad, _thread.value_pass
     _thread.grad, _thread.value_pass = True, True
     try:
         yield
@@ -134,11 +143,12 @@ def value_pass() -> Iterator[None]:
 
 
 def in_value_pass() -> bool:
-    return getattr(_thread, "value_pass", False)
+    return _thread.value_pass
 
 
 def note(v) -> bool:
     """The slow path of every op while a block is open: tell the trackers, return the grad mode."""
-    for created in getattr(_thread, "created", None) or ():
+    state = _thread
+    for created in state.created:
         created.append(v)
-    return getattr(_thread, "grad", True)
+    return state.grad
