@@ -325,3 +325,26 @@ def test_a_rule_that_turns_values_into_floats_is_refused_under_create_graph():
     finally:
         for name in set(chainrule.engine.PRIMITIVES) - before:
             del chainrule.engine.PRIMITIVES[name]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@given(programs())
+def test_random_programs_third_derivatives_match_torch(program):
+    """Third derivatives of generated programs by the first input (grad of grad of grad) equal PyTorch's."""
+    inputs, steps = program
+    _check_tame(inputs, steps)
+    leaves = [Value(x) for x in inputs]
+    _, root = run_program(steps, leaves)
+    tensors = [t(x) for x in inputs]
+    _, troot = run_program(steps, tensors)
+    ours, theirs, y, ty = [], [], root, troot
+    for _ in range(3):
+        (y,) = grad(y, [leaves[0]], create_graph=True)
+        ours.append(y.data)
+        if ty is not None and ty.requires_grad:
+            (ty,) = torch.autograd.grad(ty, [tensors[0]], create_graph=True, allow_unused=True)
+        else:
+            ty = None
+        theirs.append(0.0 if ty is None else ty.item())
+    scale = 1 + max(abs(x) for x in theirs)
+    assert all(close(a, b, rel=1e-9, abs_=1e-10 * scale) for a, b in zip(ours, theirs)), (ours, theirs)
