@@ -17,7 +17,8 @@ from ..engine import Value
 from . import args as A
 from .errors import NotReplayableError, ReplayMismatchError
 from .plan import plan
-from .record import collector_paused, record
+from ..engine import collector_paused
+from .record import record
 from .run import ReplayValue, _below, _Buffer, _forward_rows, _feed_rows, _mismatch, _Replay, _Run, structure_of
 
 __all__ = ["ArrayStep", "Batched"]

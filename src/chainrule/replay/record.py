@@ -20,19 +20,15 @@ order is a topological order (a node is made after its inputs), so no graph walk
 
 from __future__ import annotations
 
-import gc
 import operator
-from contextlib import contextmanager
 from itertools import chain
-from typing import Iterator
 
 import numpy as np
 
-from ..engine import Value
-from ..engine import enable_grad, rule_of, track_created
+from ..engine import Value, collector_paused, enable_grad, rule_of, track_created
 from .errors import NotReplayableError
 
-__all__ = ["CONST", "INPUT", "LIVE", "OP", "Graph", "collector_paused", "record"]
+__all__ = ["CONST", "INPUT", "LIVE", "OP", "Graph", "record"]
 
 INPUT, LIVE, CONST, OP = 0, 1, 2, 3
 
@@ -80,20 +76,6 @@ def record(fn, make_args, n_diff: int | None, flatten) -> tuple:
         tree, roots = flatten(out)
         graph = _read(roots, inputs, created, len(roots) if n_diff is None else n_diff)
     return out, tree, roots, graph
-
-
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """Pause Python's cycle collector: it would rescan the growing heap of fresh nodes many times
-    over while a recording is made and planned; a recording holds no cycles, so reference counting
-    frees what it drops."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _read(roots: list, inputs: list, created: list, n_diff: int) -> Graph:

@@ -20,9 +20,10 @@ from ..engine import Value, topological_order
 from . import args as A
 from .errors import ReplayMismatchError
 from .plan import Program, plan
-from .record import collector_paused, record
+from ..engine import collector_paused
+from .record import record
 
-__all__ = ["Batched", "Compiled", "ReplayValue"]
+__all__ = ["Compiled", "ReplayValue"]
 
 _GRAD_LOCK = threading.Lock()          # one writer at a time into Values' .grad
 
