@@ -176,7 +176,7 @@ class _ArrayMath:
             return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
         def relu(x):
-            return np.where(x <= 0, 0.0, x)      # nan stays nan, like the scalar rule
+            return np.maximum(x, 0.0)            # nan stays nan (np.maximum propagates it), like the scalar rule
 
         table = {"exp": np.exp, "log": np.log, "pow": np.power, "sqrt": np.sqrt, "div": np.divide,
                  "tanh": np.tanh, "sigmoid": sigmoid, "relu": relu, "ieee_div": np.divide,
