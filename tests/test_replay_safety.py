@@ -349,3 +349,106 @@ def test_fit_guard_and_structure_checks():
     random.seed(1)
     with pytest.raises(ReplayMismatchError, match="callback changed the model"):
         fit(MLP(2, [4, 1]), X, y, steps=3, compiled=True, progress=False, callbacks=[replace_a_weight])
+
+
+# --- found by an adversarial pass over the replay -----------------------------------------------------
+
+def _plain_sgd(params):
+    class PlainSGD:                   # an optimizer of one's own: step() and zero_grad() only
+        lr = 0.05
+
+        def zero_grad(self):
+            for p in params:
+                p.grad = 0.0
+
+        def step(self):
+            for p in params:
+                p.data -= 0.05 * p.grad
+    return PlainSGD()
+
+
+@pytest.mark.parametrize("kind", ["own loss function", "own optimizer"])
+def test_a_callback_that_changes_the_model_is_refused_on_every_compiled_path(kind):
+    """Whole-batch replays and optimizers without arrays refuse a model changed mid-fit, like the array path."""
+    import random as _random
+
+    from chainrule import MLP, fit
+    from chainrule.losses import mse_loss
+    from chainrule.replay import ReplayMismatchError
+
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    y = np.where(X[:, 0] > 0, 1.0, -1.0)
+
+    def relinearize(k, history, model):
+        if k == 2:
+            for n in model.layers[0].neurons:
+                n.activation = "linear"
+    _random.seed(5)
+    model = MLP(3, [4, 1])
+    loss = (lambda s, t: mse_loss(s, t)) if kind == "own loss function" else "mse"
+    opt = "adam" if kind == "own loss function" else _plain_sgd(model.parameters())
+    with pytest.raises(ReplayMismatchError, match="callback changed the model"):
+        fit(model, X, y, loss=loss, optimizer=opt, steps=6, compiled=True, seed=1, progress=False,
+            log_every=None, callbacks=[relinearize])
+
+
+def test_replay_checks_guard_a_loss_function_of_ones_own():
+    """fit(compiled=True) with a custom loss re-runs it eagerly (replay_checks, on by default) and catches an if on .data."""
+    import random as _random
+
+    from chainrule import MLP, Adam, fit
+    from chainrule.replay import ReplayMismatchError
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20, 3))
+    y = np.where(X[:, 0] > 0, 1.0, -1.0)
+
+    def huberish(scores, targets):       # quadratic far from the target, 10x flatter near it: value-dependent
+        total = 0.0
+        for s, t in zip(scores, targets):
+            d = s - t
+            total = total + (d * d if abs(d.data) > 0.5 else d * d * 0.1)
+        return total * (1.0 / len(scores))
+    _random.seed(5)
+    model = MLP(3, [4, 1])
+    with pytest.raises(ReplayMismatchError, match="disagrees with running fn eagerly"):
+        fit(model, X, y, loss=huberish, optimizer=Adam(model.parameters(), lr=0.1), steps=30, compiled=True,
+            seed=1, progress=False, log_every=None)
+
+
+def test_checks_work_for_list_outputs_and_functions_that_take_gradients():
+    """compile(fn, checks=N) accepts fn returning a list, and fn calling chainrule.grad (no false mismatch)."""
+    from chainrule import grad, vmap
+
+    w = Value(2.0)
+    f = compile(lambda x: [w * x, w + x], checks=2)
+    f(1.0)
+    assert [r.data for r in f(3.0)] == [6.0, 5.0]
+
+    u = Value(0.7)
+
+    def slope(x):
+        (d,) = grad((u * x).tanh(), [x], create_graph=True)
+        return d
+    g = compile(slope, checks=2)
+    g(1.0)
+    assert g(2.0).data == pytest.approx(slope(Value(2.0)).data, rel=1e-12)
+    h = vmap(lambda x: slope(x[0]) ** 2, reduce="mean", checks=2)
+    h(np.array([[1.0], [2.0]]))
+    expected = (slope(Value(1.0)).data ** 2 + slope(Value(2.0)).data ** 2) / 2
+    assert h(np.array([[1.0], [2.0]])).data == pytest.approx(expected, rel=1e-12)
+
+
+def test_compiled_predict_keeps_no_model_alive():
+    """predict(compiled=True)'s kept recording holds its model weakly: a dropped model is freed."""
+    import gc
+    import weakref
+
+    from chainrule import MLP, predict
+
+    model = MLP(2, [3, 1])
+    predict(model, np.zeros((4, 2)), compiled=True)
+    ref = weakref.ref(model)
+    del model
+    gc.collect()
+    assert ref() is None

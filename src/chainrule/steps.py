@@ -78,7 +78,7 @@ class EagerSteps:
         pass
 
 
-def whole_batch_replay(batch_objective: Callable, n_classes: int | None) -> Callable:
+def whole_batch_replay(batch_objective: Callable, n_classes: int | None, checks: int = 0) -> Callable:
     """``batch_objective(X_rows, targets)`` recorded once per batch size and replayed
     (:func:`chainrule.compile`): returns ``step(X_rows, targets) -> (loss, scores)``.
 
@@ -94,7 +94,7 @@ def whole_batch_replay(batch_objective: Callable, n_classes: int | None) -> Call
     def step(X_rows, targets):
         compiled = recordings.get(len(X_rows))
         if compiled is None:
-            compiled = recordings[len(X_rows)] = compile(batch_objective)
+            compiled = recordings[len(X_rows)] = compile(batch_objective, checks=checks)
         if eye is not None:
             targets = eye[np.asarray(targets, dtype=np.intp)]
         return compiled(X_rows, targets)
@@ -102,12 +102,29 @@ def whole_batch_replay(batch_objective: Callable, n_classes: int | None) -> Call
     return step
 
 
+def _refuse_changed_model(model: MLP, structure) -> None:
+    from .replay import ReplayMismatchError, structure_of
+
+    if structure_of(model) != structure:
+        raise ReplayMismatchError(
+            "a callback changed the model's structure (a layer, an activation or a parameter object) "
+            "during a compiled fit; the replay would keep training the old one. Change the model "
+            "before fit, or train with compiled=False")
+
+
 class WholeBatchSteps(EagerSteps):
     """The batch's objective recorded once per batch size and replayed; parameters in Values."""
 
-    def __init__(self, model: MLP, loss_fn: Callable, l2: float, optimizer, n_classes: int | None):
+    def __init__(self, model: MLP, loss_fn: Callable, l2: float, optimizer, n_classes: int | None,
+                 checks: int = 2):
+        from .replay import structure_of
+
         super().__init__(model, loss_fn, l2, optimizer)
-        self.replay = whole_batch_replay(self.objective, n_classes)
+        self.model, self.structure = model, structure_of(model)
+        self.replay = whole_batch_replay(self.objective, n_classes, checks)
+
+    def resume(self) -> None:
+        _refuse_changed_model(self.model, self.structure)
 
     def step(self, Xb, tb, guard=_no_guard):
         loss, scores = self.replay(Xb, tb)                          # forward (replayed)
@@ -145,10 +162,10 @@ class ReplayedSteps:
         self.eye = None if n_classes is None else np.eye(n_classes)
         self.arrays = hasattr(optimizer, "array_state") and hasattr(optimizer, "step_arrays")
         self._structure_of = structure_of
+        self.structure = structure_of(model)
         if self.arrays:
             self.value_and_grad = self.batched.value_and_grad(optimizer.params)
             self.state = optimizer.array_state()
-            self.structure = structure_of(model)
             self.grad = None
 
     def _inputs(self, X: np.ndarray, t: np.ndarray) -> tuple:
@@ -190,13 +207,6 @@ class ReplayedSteps:
 
     def resume(self) -> None:
         """After a callback: refuse a model whose structure changed, read the Values back."""
-        if not self.arrays:
-            return
-        from .replay import ReplayMismatchError
-
-        if self._structure_of(self.model) != self.structure:
-            raise ReplayMismatchError(
-                "a callback changed the model's structure (a layer, an activation or a parameter object) "
-                "during a compiled fit; the replay would keep training the old one. Change the model "
-                "before fit, or train with compiled=False")
-        self.state = self.optimizer.array_state()
+        _refuse_changed_model(self.model, self.structure)
+        if self.arrays:
+            self.state = self.optimizer.array_state()

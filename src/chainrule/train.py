@@ -183,7 +183,11 @@ def _compiled_forward(model: MLP):
     kept = _RECORDED_MODELS.get(model)
     structure = structure_of(model)
     if kept is None or kept[0] != structure:
-        kept = _RECORDED_MODELS[model] = (structure, vmap(model, reduce=None))
+        held = weakref.ref(model)       # weakly: the kept recording must not keep its model alive
+
+        def forward(x):
+            return held()(x)
+        kept = _RECORDED_MODELS[model] = (structure, vmap(forward, reduce=None))
     return kept[1]
 
 
@@ -406,7 +410,7 @@ def _trainer(model: MLP, loss_fn: Callable, l2: float, optimizer, width: int, co
         return EagerSteps(model, loss_fn, l2, optimizer)
     if loss_fn in _TARGET_KIND:
         return ReplayedSteps(model, loss_fn, l2, optimizer, n_classes, int(checks))
-    return WholeBatchSteps(model, loss_fn, l2, optimizer, n_classes)
+    return WholeBatchSteps(model, loss_fn, l2, optimizer, n_classes, int(checks))
 
 
 def _diverged(k: int, value: float, optimizer, history: History):

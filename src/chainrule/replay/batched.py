@@ -163,7 +163,8 @@ class Batched(_Replay):
         their losses, and the first one's gradient for every captured Value, with a replay of
         them. Every ``.data`` and ``.grad`` it touches is restored afterwards (while it runs, the
         captured Values hold the replay's current numbers)."""
-        from ..engine import no_grad
+
+        from ..engine import enable_grad
 
         p = self._program
         n = arrays[0].shape[0]
@@ -192,12 +193,10 @@ class Batched(_Replay):
             for k, r in enumerate(rows):
                 inputs: list[Value] = []
                 values = [A.make_values(("float", shape), a[r], inputs) for shape, a in zip(self._shapes, arrays)]
-                if k == 0:
+                with enable_grad():             # fn may take gradients itself (chainrule.grad)
                     out = self.fn(*values)
+                if k == 0:
                     first = out[0] if self._has_aux else out
-                else:
-                    with no_grad():
-                        out = self.fn(*values)
                 losses.append((out[0] if self._has_aux else out).data)
             first.backward()
             _mismatch("the loss of checked example", replayed[0], losses)

@@ -265,12 +265,18 @@ class Compiled(_Replay):
         return results
 
     def _check_eagerly(self, args, results) -> None:
-        from ..engine import no_grad
+        from ..engine import enable_grad
         inputs: list[Value] = []
         values = [A.make_values(s, a, inputs) for s, a in zip(self._specs, args)]
-        with no_grad():
+        with enable_grad():             # fn may take gradients itself (chainrule.grad); the graph is dropped
             _, roots = A.flatten(self.fn(*values))
-        _, replayed = A.flatten(results) if not isinstance(results, ReplayValue) else ([0], [results])
+        replayed, stack = [], [results]
+        while stack:                    # the results' tree, left to right, without recursion
+            item = stack.pop()
+            if isinstance(item, ReplayValue):
+                replayed.append(item)
+            else:
+                stack.extend(reversed(item))
         if len(roots) != len(replayed):
             raise ReplayMismatchError(f"the replay gave {len(replayed)} outputs but fn run eagerly gives "
                                       f"{len(roots)}: fn's structure depends on the numbers; run it without compile")
