@@ -452,3 +452,32 @@ def test_compiled_predict_keeps_no_model_alive():
     del model
     gc.collect()
     assert ref() is None
+
+
+def test_a_user_rule_with_a_python_if_names_itself_in_the_replay():
+    """A primitive whose rule uses a Python ``if`` works on floats but not on arrays: the replay names it."""
+    from chainrule import primitive
+    from chainrule.primitives import PRIMITIVES
+
+    before = set(PRIMITIVES)
+    try:
+        leaky = primitive("leaky_if", lambda m, a: a if a > 0 else 0.1 * a,
+                          lambda m, g, out, a: (g if a > 0 else 0.1 * g,))
+        f = compile(lambda x: leaky(x[0]) + leaky(x[1] * 2))
+        with pytest.raises(TypeError, match=r"'leaky_if' on arrays.*m\.where"):
+            f([1.0, -1.0])
+            f.batch(np.array([[1.0, -1.0], [0.5, 2.0]]))
+    finally:
+        for name in set(PRIMITIVES) - before:
+            del PRIMITIVES[name]
+
+
+def test_arithmetic_on_a_replayed_result_is_a_named_error():
+    """``result + 1`` or ``sum(results)`` on ReplayValues says to do the arithmetic inside fn, or use .data."""
+    w = Value(2.0)
+    f = compile(lambda x: [w * x, w + x])
+    f(1.0)
+    a, b = f(3.0)
+    for attempt in (lambda: a + 1, lambda: sum([a, b]), lambda: 2 * a, lambda: -a):
+        with pytest.raises(TypeError, match="inside the compiled function, or use .data"):
+            attempt()

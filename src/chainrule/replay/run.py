@@ -13,14 +13,16 @@ of two threads, never share one; adding into Values' ``.grad`` holds one lock.
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
+from typing import Iterator
 
 import numpy as np
 
-from ..engine import Value, topological_order
+from ..engine import Value, collector_paused, topological_order
+from ..primitives import BUILTIN
 from . import args as A
 from .errors import ReplayMismatchError
 from .plan import Program, plan
-from ..engine import collector_paused
 from .record import record
 
 __all__ = ["Compiled", "ReplayValue"]
@@ -42,9 +44,10 @@ class _Buffer:
         self.backward = [(reach, b) for reach, (_, b) in reversed(bound) if b is not None]
         self.lock = threading.Lock()
         self.batch = batch
+        self.kernels = program.kernels
 
     def run_forward(self) -> None:
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), _naming_user_rules(self.kernels):
             for forward in self.forward:
                 forward()
 
@@ -55,11 +58,30 @@ class _Buffer:
         example, s = program.outs[out]
         (self.gE if example else self.gS)[s] += seed
         bit = 1 << out
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), _naming_user_rules(self.kernels):
             for reach, backward in self.backward:
                 if reach & bit:
                     backward()
         return self.gS[:program.n_live].copy()
+
+
+@contextmanager
+def _naming_user_rules(kernels) -> Iterator[None]:
+    """A rule added with chainrule.primitive that works on floats but not on arrays (a Python ``if``
+    on its input, ``math.*``) fails inside numpy with a message that names nothing of the user's:
+    say which op it is and how to write it. Errors of the built-in rules pass unchanged."""
+    try:
+        yield
+    except (TypeError, ValueError) as e:
+        if not isinstance(e, TypeError) and "truth value" not in str(e):
+            raise
+        users = sorted({k.prim.name for k in kernels if getattr(k, "prim", None) is not None
+                        and k.prim.name not in BUILTIN})
+        if not users:
+            raise
+        raise TypeError(f"the replay could not run the rule of {', '.join(map(repr, users))} on arrays ({e}): "
+                        f"write its forward and backward with m's functions and arithmetic only, m.where(...) "
+                        f"for a choice instead of a Python if, so that they run on arrays too") from None
 
 
 class _Run:
@@ -99,6 +121,14 @@ class ReplayValue:
 
     def __repr__(self) -> str:
         return f"ReplayValue(data={self.data:.4f})"
+
+    def _no_arithmetic(self, *other):
+        raise TypeError("a compiled function's result is a ReplayValue, not a Value: arithmetic on it would "
+                        "build nothing the replay can run backward. Do the arithmetic inside the compiled "
+                        "function, or use .data for the number")
+
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _no_arithmetic
+    __truediv__ = __rtruediv__ = __pow__ = __rpow__ = __neg__ = _no_arithmetic
 
 
 def _below(values: list) -> list:
