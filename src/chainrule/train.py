@@ -373,7 +373,7 @@ def fit(model: MLP, X, y, *, loss="hinge", optimizer=None, steps: int = 100, bat
 
             history.loss.append(loss)                          # log
             history.accuracy.append(accuracy(scores, tb))
-            history.lr.append(float(optimizer.lr))
+            history.lr.append(float(getattr(optimizer, "lr", math.nan)))   # an optimizer of one's own may have none
             stop = False
             if callbacks:
                 trainer.sync()                                 # the Values as the callbacks should see them
