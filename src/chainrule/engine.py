@@ -91,17 +91,6 @@ def _no_rule_message(name: str) -> str:
             f"forward, backward); the table has " + ", ".join(PRIMITIVES))
 
 
-def _table_step(rule: Primitive, node: "Value") -> None:
-    """The chain-rule step of a node whose rule reads its inputs from a tuple (``kind`` 0)."""
-    children = node._a
-    terms = rule.backward(SCALAR, node.grad, node.data, *[c.data for c in children])
-    if len(terms) != len(children):
-        raise ValueError(f"primitive {rule.name!r}: backward returned {len(terms)} terms for "
-                         f"{len(children)} inputs")
-    for child, term in zip(children, terms):
-        child.grad += term
-
-
 _new = object.__new__
 
 
@@ -415,7 +404,7 @@ class Value:
                 elif type(rule) is _Custom:
                     rule.step(node)
                 else:
-                    _table_step(rule, node)
+                    _step(rule, node, node._a, None)
                 if on_step is not None:
                     on_step(node)
 
@@ -428,7 +417,8 @@ def _nothing() -> None:
 
 
 def _step(rule: Primitive, node: Value, inputs: tuple, k) -> None:
-    """One node's table-rule step, as ``node._backward()`` runs it by hand."""
+    """One node's table-rule step: ``node._backward()`` by hand, and backward() for the shapes it
+    does not inline (a rule of three or more inputs). A user's rule checks its own term count."""
     args = [c.data for c in inputs] + ([k] if rule.kind == 3 else [])
     for child, term in zip(inputs, rule.backward(SCALAR, node.grad, node.data, *args)):
         child.grad += term

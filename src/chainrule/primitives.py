@@ -255,6 +255,15 @@ def _real(name: str, what: str, x):
     return float(x)
 
 
+def _terms(name: str, terms, n_inputs: int, real: bool = True):
+    """A backward's result, checked: one term per input (and each a real number, on floats)."""
+    if not isinstance(terms, (tuple, list)) or len(terms) != n_inputs:
+        got = f"{len(terms)} terms" if isinstance(terms, (tuple, list)) else f"a {type(terms).__name__}"
+        raise ValueError(f"primitive {name!r}: backward must return a tuple of {n_inputs} gradient "
+                         f"term{'s' * (n_inputs != 1)} (one per input), it returned {got}")
+    return tuple(_real(name, "backward", t) for t in terms) if real else terms
+
+
 def _checked(name: str, forward: Callable, backward: Callable, n_inputs: int) -> tuple[Callable, Callable]:
     """A user's rule, checked on every eager call: a real number out, one real term per input."""
     def checked_forward(m, *args):
@@ -262,14 +271,7 @@ def _checked(name: str, forward: Callable, backward: Callable, n_inputs: int) ->
         return _real(name, "forward", out) if m is SCALAR else out
 
     def checked_backward(m, g, out, *args):
-        terms = backward(m, g, out, *args)
-        if not isinstance(terms, (tuple, list)) or len(terms) != n_inputs:
-            got = f"{len(terms)} terms" if isinstance(terms, (tuple, list)) else f"a {type(terms).__name__}"
-            raise ValueError(f"primitive {name!r}: backward must return a tuple of {n_inputs} gradient "
-                             f"term{'s' * (n_inputs != 1)} (one per input), it returned {got}")
-        if m is SCALAR:
-            terms = tuple(_real(name, "backward", t) for t in terms)
-        return terms
+        return _terms(name, backward(m, g, out, *args), n_inputs, real=m is SCALAR)
 
     return checked_forward, checked_backward
 
@@ -289,13 +291,7 @@ def _probe(name: str, forward: Callable, backward: Callable, n_inputs: int) -> N
             terms = backward(SCALAR, 1.0, float(out), *inputs)
         except (ArithmeticError, ValueError):
             continue
-        if not isinstance(terms, (tuple, list)) or len(terms) != n_inputs:
-            got = f"{len(terms)} terms" if isinstance(terms, (tuple, list)) else f"a {type(terms).__name__}"
-            raise ValueError(f"primitive {name!r}: backward must return a tuple of {n_inputs} gradient "
-                             f"term{'s' * (n_inputs != 1)} (one per input), it returned {got}")
-        bad = [t for t in terms if isinstance(t, bool) or not isinstance(t, numbers.Real)]
-        if bad:
-            raise TypeError(f"primitive {name!r}: backward's terms must be numbers, got {type(bad[0]).__name__}")
+        _terms(name, terms, n_inputs)
         return
 
 
