@@ -13,9 +13,12 @@ from chainrule.optim import OPTIMIZERS, SGD, Adam, AdamW  # noqa: E402
 
 N_PARAMS, N_STEPS = 20, 100
 
-# How our optimizer runs the steps: "eager" is step() on the Values, "arrays" is step_arrays() on an
-# ArrayState, "mixed" is half eager, then arrays, then write_back and eager again (the same state throughout).
-MODES = ["eager", "arrays", "mixed"]
+# How our optimizer runs the steps: "eager" is step() on the Values (one rule call per parameter),
+# "gathered" is step() running the rule once on arrays gathered from the Values (as it does from
+# optim._EAGER_ARRAYS_FROM parameters on), "arrays" is step_arrays() on an ArrayState, "mixed" is
+# half eager, then arrays, then write_back and eager again (the same state throughout), and
+# "mixed-gathered" the same with gathered eager steps.
+MODES = ["eager", "gathered", "arrays", "mixed", "mixed-gathered"]
 MIXED = (50, 100, 120)          # steps [50, 100) on arrays, the rest eager, 120 steps in all
 
 
@@ -24,7 +27,9 @@ def _run_both(make_ours, make_theirs, seed=0, schedule=None, mode="eager", steps
     Array steps run in pieces of 7 parameters (so 20 parameters make two whole pieces and a short one)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(optim, "_PIECE", 7)
-        _compare_steps(make_ours, make_theirs, seed, schedule, mode, steps)
+        patch.setattr(optim, "_EAGER_ARRAYS_FROM", 1 if mode.endswith("gathered") else 10 ** 9)
+        _compare_steps(make_ours, make_theirs, seed, schedule, mode.replace("-gathered", "").replace(
+            "gathered", "eager"), steps)
 
 
 def _compare_steps(make_ours, make_theirs, seed, schedule, mode, steps):
@@ -125,27 +130,119 @@ def test_adam_schedule_matches_torch(mode):
               mode=mode)
 
 
-@pytest.mark.parametrize("make", [lambda ps: SGD(ps, lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01),
-                                  lambda ps: Adam(ps, lr=0.01, weight_decay=0.1), lambda ps: AdamW(ps, lr=0.01)],
-                         ids=["sgd", "adam", "adamw"])
+def _as_lists(state: dict) -> dict:
+    return {name: list(map(float, values)) for name, values in state.items()}
+
+
+MAKERS = {
+    "sgd": lambda ps: SGD(ps, lr=0.1),
+    "sgd-schedule": lambda ps: SGD(ps, lr=lambda k: 1.0 - 0.9 * k / 100),
+    "momentum": lambda ps: SGD(ps, lr=0.05, momentum=0.9, weight_decay=0.01),
+    "nesterov": lambda ps: SGD(ps, lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01),
+    "dampening": lambda ps: SGD(ps, lr=lambda k: 0.1 / (1 + k), momentum=0.8, dampening=0.3),
+    "adam": lambda ps: Adam(ps, lr=0.01, weight_decay=0.1),
+    "adam-schedule": lambda ps: Adam(ps, lr=lambda k: 0.05 / (1 + k), betas=(0.8, 0.99)),
+    "adamw": lambda ps: AdamW(ps, lr=0.01),
+}
+
+
+@pytest.mark.parametrize("make", list(MAKERS.values()), ids=list(MAKERS))
 @pytest.mark.parametrize("piece", [3, 16384])
 def test_eager_and_array_steps_are_bit_for_bit_equal(make, piece, monkeypatch):
-    """step() on floats and step_arrays() on arrays run the same rule: the very same numbers, not merely close,
-    whether the arrays are updated whole or piece by piece."""
+    """step() on floats, step() on gathered arrays and step_arrays() on an ArrayState run the same rule:
+    the very same numbers over 100 steps, not merely close, whether the arrays are updated whole or piece
+    by piece."""
     monkeypatch.setattr(optim, "_PIECE", piece)
     rng = np.random.RandomState(3)
-    start, grads = rng.uniform(-1, 1, size=8), rng.normal(size=(30, 8))
-    eager, arrays = [Value(float(x)) for x in start], [Value(float(x)) for x in start]
-    opt_e, opt_a = make(eager), make(arrays)
+    start, grads = rng.uniform(-1, 1, size=8), rng.normal(size=(100, 8))
+    eager, gathered, arrays = ([Value(float(x)) for x in start] for _ in range(3))
+    opt_e, opt_g, opt_a = make(eager), make(gathered), make(arrays)
     state = opt_a.array_state()
     for grad in grads:
-        for p, g in zip(eager, grad):
-            p.grad = float(g)
+        for ps in (eager, gathered):
+            for p, g in zip(ps, grad):
+                p.grad = float(g)
+        monkeypatch.setattr(optim, "_EAGER_ARRAYS_FROM", 10 ** 9)
         opt_e.step()
+        monkeypatch.setattr(optim, "_EAGER_ARRAYS_FROM", 1)
+        opt_g.step()
         opt_a.step_arrays(state, grad)
-        assert state.p.tolist() == [p.data for p in eager]
+        assert [p.data for p in gathered] == [p.data for p in eager] == state.p.tolist()
+        assert all(type(p.data) is float for p in gathered)
     state.write_back()
-    assert opt_a._state == opt_e._state
+    assert _as_lists(opt_a._state) == _as_lists(opt_g._state) == _as_lists(opt_e._state)
+
+
+def test_gathered_steps_continue_float_steps_and_array_states(monkeypatch):
+    """An optimizer whose eager steps switch between floats and gathered arrays (its parameter count
+    crossing the threshold is the same as the threshold moving) and ArrayStates in between keeps one
+    state throughout: the same numbers as float steps alone."""
+    rng = np.random.RandomState(5)
+    start, grads = rng.uniform(-1, 1, size=6), rng.normal(size=(40, 6))
+    ref, ours = [Value(float(x)) for x in start], [Value(float(x)) for x in start]
+    opt_r, opt_o = Adam(ref, lr=0.02), Adam(ours, lr=0.02)
+    state = None
+    for k, grad in enumerate(grads):
+        monkeypatch.setattr(optim, "_EAGER_ARRAYS_FROM", 10 ** 9)
+        for p, g in zip(ref, grad):
+            p.grad = float(g)
+        opt_r.step()
+        phase = (k // 5) % 4                  # floats, gathered, an ArrayState, gathered again
+        if phase == 2:
+            state = state or opt_o.array_state()
+            opt_o.step_arrays(state, grad)
+            continue
+        if state is not None:
+            state.write_back()
+            state = None
+        monkeypatch.setattr(optim, "_EAGER_ARRAYS_FROM", 10 ** 9 if phase == 0 else 1)
+        for p, g in zip(ours, grad):
+            p.grad = float(g)
+        opt_o.step()
+        assert [p.data for p in ours] == [p.data for p in ref], f"step {k}"
+    assert opt_o.steps == opt_r.steps == 40
+
+
+def _torch_updates(make_torch, start, grads):
+    w = torch.tensor(start, dtype=torch.float64, requires_grad=True)
+    opt = make_torch([w])
+    for grad in grads:
+        w.grad = torch.tensor(grad, dtype=torch.float64)
+        opt.step()
+    return w.detach().numpy()
+
+
+@pytest.mark.parametrize("path", ["floats", "gathered", "arrays"])
+@pytest.mark.parametrize("name, ours, theirs", [
+    ("adam eps=0", lambda ps: Adam(ps, lr=0.1, eps=0.0), lambda ps: torch.optim.Adam(ps, lr=0.1, eps=0.0)),
+    ("adamw eps=0", lambda ps: AdamW(ps, lr=0.1, eps=0.0), lambda ps: torch.optim.AdamW(ps, lr=0.1, eps=0.0)),
+    ("adam", lambda ps: Adam(ps, lr=0.1), lambda ps: torch.optim.Adam(ps, lr=0.1)),
+    ("sgd", lambda ps: SGD(ps, lr=0.1, momentum=0.9, weight_decay=0.1),
+     lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=0.1)),
+])
+def test_non_finite_gradients_and_zero_division_give_torchs_numbers(name, ours, theirs, path, monkeypatch):
+    """A gradient that is always 0 with eps=0 (0 / 0 in Adam), and inf and nan gradients, give torch's
+    nan and inf on every path: no ZeroDivisionError on floats and a number on arrays."""
+    start = np.array([1.0, -2.0, 0.5, 3.0, 0.25])
+    grads = np.array([[0.0, 1.0, np.inf, np.nan, -np.inf],
+                      [0.0, -1.0, 1.0, 1.0, 1.0],
+                      [0.0, 1e-300, 0.0, -np.inf, 2.0]])
+    expected = _torch_updates(theirs, start, grads)
+    assert not np.isfinite(expected).all()        # the case is one where non-finite numbers arise
+    monkeypatch.setattr(optim, "_EAGER_ARRAYS_FROM", 1 if path == "gathered" else 10 ** 9)
+    ps = [Value(float(x)) for x in start]
+    opt = ours(ps)
+    if path == "arrays":
+        state = opt.array_state()
+    for grad in grads:
+        if path == "arrays":
+            opt.step_arrays(state, grad)
+        else:
+            for p, g in zip(ps, grad):
+                p.grad = float(g)
+            opt.step()
+    got = state.p if path == "arrays" else np.array([p.data for p in ps])
+    np.testing.assert_array_equal(got, expected)      # nan where torch has nan, inf where torch has inf
 
 
 def test_lr_reports_the_rate_of_the_last_step():
