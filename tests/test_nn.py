@@ -239,6 +239,46 @@ def test_zero_grad_resets_every_parameter():
     assert all(p.grad == 0.0 for p in model.parameters())
 
 
+def test_zero_grad_follows_a_subclass_that_adds_parameters():
+    """zero_grad() resets what parameters() lists, also for subclasses with parameters of their own (a
+    Neuron with a scale, a Layer or an MLP with an extra Value), and parameters() is still a fresh list."""
+    class ScaledNeuron(Neuron):
+        def __init__(self, nin):
+            super().__init__(nin)
+            self.scale = Value(2.0)
+
+        def parameters(self):
+            return super().parameters() + [self.scale]
+
+    class GatedLayer(Layer):
+        def __init__(self, nin, nout):
+            super().__init__(nin, nout)
+            self.neurons[0] = ScaledNeuron(nin)
+            self.gate = Value(0.5)
+
+        def parameters(self):
+            return super().parameters() + [self.gate]
+
+    class TemperedMLP(MLP):
+        def __init__(self):
+            super().__init__(2, [3, 1])
+            self.layers[0] = GatedLayer(2, 3)
+            self.temperature = Value(1.0)
+
+        def parameters(self):
+            return super().parameters() + [self.temperature]
+
+    random.seed(4)
+    for module in (TemperedMLP(), GatedLayer(2, 3), ScaledNeuron(2), MLP(2, [3, 1])):
+        params = module.parameters()
+        for i, p in enumerate(params):
+            p.grad = float(i + 1)
+        module.zero_grad()
+        assert [p.grad for p in params] == [0.0] * len(params), type(module).__name__
+        assert module.parameters() == params and module.parameters() is not module.parameters()
+    assert len(TemperedMLP().parameters()) == 3 * 3 + 1 + 1 + 4 + 1
+
+
 def test_repr_shows_sizes_and_activations():
     """repr shows layer sizes, activations and the parameter count."""
     assert repr(MLP(3, [4, 4, 1])) == "MLP(3 -> 4 tanh -> 4 tanh -> 1 tanh, 41 parameters)"

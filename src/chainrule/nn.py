@@ -132,6 +132,15 @@ class Neuron(Module):
     def parameters(self) -> list[Value]:
         return self.w + [self.b]
 
+    def zero_grad(self) -> None:
+        # What Module.zero_grad does, without building the list (it runs every training step);
+        # a subclass with parameters() of its own gets Module's, which asks it.
+        if type(self).parameters is not Neuron.parameters:
+            return super().zero_grad()
+        for w in self.w:
+            w.grad = 0.0
+        self.b.grad = 0.0
+
     def named_parameters(self) -> list[tuple[str, Value]]:
         return [(f"w{i}", w) for i, w in enumerate(self.w)] + [("b", self.b)]
 
@@ -168,6 +177,12 @@ class Layer(Module):
 
     def parameters(self) -> list[Value]:
         return [p for n in self.neurons for p in n.parameters()]
+
+    def zero_grad(self) -> None:
+        if type(self).parameters is not Layer.parameters:    # see Neuron.zero_grad
+            return super().zero_grad()
+        for n in self.neurons:
+            n.zero_grad()
 
     def named_parameters(self) -> list[tuple[str, Value]]:
         return [(f"N{j}.{name}", p) for j, n in enumerate(self.neurons) for name, p in n.named_parameters()]
@@ -219,6 +234,12 @@ class MLP(Module):
 
     def parameters(self) -> list[Value]:
         return [p for layer in self.layers for p in layer.parameters()]
+
+    def zero_grad(self) -> None:
+        if type(self).parameters is not MLP.parameters:      # see Neuron.zero_grad
+            return super().zero_grad()
+        for layer in self.layers:
+            layer.zero_grad()
 
     def named_parameters(self) -> list[tuple[str, Value]]:
         return [(f"L{i}.{name}", p) for i, layer in enumerate(self.layers) for name, p in layer.named_parameters()]
