@@ -153,6 +153,123 @@ def test_errors_where_eager_raises():
         f(1000.0)
 
 
+# The replay looks for non-finite numbers once per pass, over whole buffers, and only then runs the
+# kernels with their per-kernel checks (run.py): these calls switch between finite and non-finite
+# numbers arriving every way they can (a fed input, a live Value changed between calls, a sum that
+# overflows, a gradient that does), on the same reused buffers, and must give eager's every number.
+
+def _replay_against_eager(ws, b, fn, calls, batched=False):
+    """Run ``calls`` (each ``(inputs, w data)``) through compile(fn) (or vmap(fn, reduce='sum')) and
+    eagerly, comparing the output and every captured Value's gradient after each call."""
+    params = ws + [b]
+    f = vmap(fn, reduce="sum") if batched else compile(fn)
+    first = calls[0][0]
+    f(np.array(first)) if batched else f(first)          # the recording call
+    finite = []
+    for k, (xs, w_data) in enumerate(calls):
+        for w, d in zip(ws, w_data):
+            w.data = d
+        for p in params:
+            p.grad = 0.0
+        out = f(np.array(xs)) if batched else f(xs)
+        out.backward()
+        replayed = [out.data] + [p.grad for p in params]
+        for p in params:
+            p.grad = 0.0
+        eager = sum((fn([Value(x) for x in row]) for row in xs), Value(0.0)) if batched else fn(
+            [Value(x) for x in xs])
+        eager.backward()
+        assert_close(replayed, [eager.data] + [p.grad for p in params])
+        finite.append(all(map(math.isfinite, replayed)))
+    assert not all(finite) and finite[-1], finite        # the case meets nan or inf, and leaves it
+
+
+def _layer_fn(ws, b):
+    def fn(xs):
+        s = sum((w * x for w, x in zip(ws, xs)), b)      # a sum of products: a SumDot kernel
+        return s.relu() + s.tanh() + s.sigmoid() + (s.relu() * 0.0).exp() + (ws[0] * ws[0]).sqrt()
+    return fn
+
+
+NON_FINITE_CALLS = {
+    "nan input": [([1.0, 2.0], (0.5, -0.25)), ([math.nan, 2.0], (0.5, -0.25)), ([1.0, 2.0], (0.5, -0.25))],
+    "inf input": [([1.0, 2.0], (0.5, -0.25)), ([-math.inf, 2.0], (0.5, -0.25)), ([3.0, 2.0], (0.5, -0.25))],
+    "live Value inf": [([1.0, 2.0], (0.5, -0.25)), ([1.0, 2.0], (math.inf, -0.25)), ([1.0, 2.0], (0.5, -0.25))],
+    "live Value nan": [([1.0, 2.0], (0.5, -0.25)), ([1.0, 2.0], (0.5, math.nan)), ([1.0, -2.0], (0.5, 0.75))],
+    "sum overflows": [([1.0, 2.0], (1.5, 1.5)), ([1e308, 1e308], (1.5, 1.5)), ([-1e308, -1e308], (1.5, 1.5)),
+                      ([1.0, 2.0], (1.5, 1.5))],
+    "gradient overflows": [([1.0, 2.0], (0.5, -0.25)), ([1.0, 2.0], (1e200, 1e200)), ([1.0, 2.0], (0.0, 0.25)),
+                           ([1.0, 2.0], (0.5, -0.25))],
+}
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["compile", "vmap"])
+@pytest.mark.parametrize("case", list(NON_FINITE_CALLS))
+def test_non_finite_numbers_between_finite_calls_replay_as_eager(case, batched):
+    """Calls that bring nan or inf (a fed input, a live Value set between calls, a sum or a gradient
+    that overflows) between finite ones give eager's outputs and gradients, call after call."""
+    ws, b = [Value(0.5), Value(-0.25)], Value(0.1)
+    calls = NON_FINITE_CALLS[case]
+    if batched:     # each call a batch: the case's numbers in one row, finite ones in the other
+        calls = [([xs, [0.5, 1.5]], w_data) for xs, w_data in calls]
+    _replay_against_eager(ws, b, _layer_fn(ws, b), calls, batched)
+
+
+def test_errors_where_eager_raises_between_finite_calls():
+    """A live Value changed between calls so that exp overflows or log meets 0 raises eager's error
+    (and a fed input that overflows a sum into exp does), and the next finite call is exact again."""
+    w, c = Value(1.0), Value(2.0)
+    f = compile(lambda xs: (w * xs[0] + w * xs[1]).exp() + (c - 1.0).log())
+    assert f([1.0, 2.0]).data == pytest.approx(math.exp(3.0) + 0.0)
+    w.data = 400.0
+    with pytest.raises(OverflowError, match="exp"):
+        f([1.0, 2.0])
+    w.data, c.data = 1.0, 1.0
+    with pytest.raises(ValueError, match="log"):
+        f([1.0, 2.0])
+    c.data = 2.0
+    with pytest.raises(OverflowError, match="exp"):
+        f([1e308, 1e308 * 0.5])     # a finite input: eager raises in exp, not in the sum (inf)
+    out = f([0.5, 0.25])
+    out.backward()
+    assert out.data == math.exp(0.75) and w.grad == pytest.approx(0.75 * math.exp(0.75), rel=1e-15)
+
+
+def test_a_user_rule_whose_backward_raises_on_floats_raises_in_the_replay():
+    """A registered rule whose backward divides (m.div raises on floats at 0, numpy gives inf) raises
+    eager's ZeroDivisionError in the replay's backward too, though every forward number is finite:
+    for the gradient of a Value, and for the term of a fed input that no gradient needs."""
+    from chainrule.primitives import PRIMITIVES
+
+    before = set(PRIMITIVES)
+    try:
+        root = primitive("root_div_test", lambda m, a: m.sqrt(a), lambda m, g, out, a: (m.div(g, 2.0 * out),))
+        scaled = primitive("scaled_div_test", lambda m, a, x: a * x,
+                           lambda m, g, out, a, x: (g * x, m.div(g * out, x)))
+        w = Value(4.0)
+        for fn, bad in ((lambda xs: root(w * xs[0]) + w, [0.0]), (lambda xs: scaled(w, xs[0]) + w, [0.0])):
+            f = compile(fn)
+            f([1.0])
+            for xs in ([1.0], bad, [2.0]):
+                w.grad = 0.0
+                out = f(xs)
+                assert all(map(math.isfinite, (out.data,) + tuple(out._run.buffer.E) + tuple(out._run.buffer.S)))
+                eager = fn([Value(x) for x in xs])
+                if xs is bad:
+                    with pytest.raises(ZeroDivisionError):
+                        eager.backward()
+                    with pytest.raises(ZeroDivisionError):
+                        out.backward()
+                    continue
+                out.backward()
+                replayed, w.grad = w.grad, 0.0
+                eager.backward()
+                assert replayed == pytest.approx(w.grad, rel=1e-15)
+    finally:
+        for name in set(PRIMITIVES) - before:
+            del PRIMITIVES[name]
+
+
 # --- 5. threads ---------------------------------------------------------------------------------
 
 def test_two_threads_accumulate_every_gradient():

@@ -22,6 +22,7 @@ from ..engine import Value, collector_paused, topological_order
 from ..primitives import BUILTIN
 from . import args as A
 from .errors import ReplayMismatchError
+from .kernels import _all_finite
 from .plan import Program, plan
 from .record import record
 
@@ -45,24 +46,54 @@ class _Buffer:
         self.lock = threading.Lock()
         self.batch = batch
         self.kernels = program.kernels
+        self.finite = False          # whether the last forward left every number in S and E finite
+
+    # Both passes first run the kernels without their checks for numbers that are not finite and
+    # then look at the whole buffers, two reductions instead of a few per kernel: if every number
+    # is finite, no kernel had anything to recompute (kernels.py says why). Otherwise, or if a
+    # kernel failed, they run again with the checks, which recompute exactly what they did before
+    # (each kernel writes only its own rows, from rows that the pass does not change).
 
     def run_forward(self) -> None:
+        self.finite = False
         with np.errstate(all="ignore"), _naming_user_rules(self.kernels):
-            for forward in self.forward:
-                forward()
+            try:
+                for forward in self.forward:
+                    forward(False)
+                finite = _all_finite(self.S, self.E)
+            except Exception:           # the checked pass below raises it, or eager's error first
+                finite = False
+            if not finite:
+                for forward in self.forward:
+                    forward(True)
+        self.finite = finite
 
     def run_backward(self, program: Program, out: int, seed: float) -> np.ndarray:
         """Gradients of the live Values (by slot) from output ``out`` seeded with ``seed``."""
+        bit = 1 << out
+        with np.errstate(all="ignore"), _naming_user_rules(self.kernels):
+            done = False
+            if self.finite:             # the forward's numbers are all finite: check the gradients only
+                try:
+                    self._seed(program, out, seed)
+                    for reach, backward in self.backward:
+                        if reach & bit:
+                            backward(False)
+                    done = _all_finite(self.gS, self.gE)
+                except Exception:
+                    done = False
+            if not done:
+                self._seed(program, out, seed)
+                for reach, backward in self.backward:
+                    if reach & bit:
+                        backward(True)
+        return self.gS[:program.n_live].copy()
+
+    def _seed(self, program: Program, out: int, seed: float) -> None:
         self.gS.fill(0.0)
         self.gE.fill(0.0)
         example, s = program.outs[out]
         (self.gE if example else self.gS)[s] += seed
-        bit = 1 << out
-        with np.errstate(all="ignore"), _naming_user_rules(self.kernels):
-            for reach, backward in self.backward:
-                if reach & bit:
-                    backward()
-        return self.gS[:program.n_live].copy()
 
 
 @contextmanager
@@ -268,6 +299,7 @@ class Compiled(_Replay):
         self._structure = structure_of(self.fn)
         buffer = self._take(None)
         buffer.S[:], buffer.E[:] = self._program.first_S, self._program.first_E
+        buffer.finite = False           # not checked: its backward checks every kernel
         return self._results(_Run(self, buffer))
 
     def _feed(self, args, E: np.ndarray) -> None:
