@@ -73,6 +73,11 @@ def _strided(buf: np.ndarray, base: int, shape: tuple, strides: tuple) -> np.nda
         strides=tuple(s * row for s in strides) + buf.strides[1:])
 
 
+def _full(term, shape: tuple):
+    """``term`` broadcast to ``shape``; np.broadcast_to (a few microseconds) only where it is needed."""
+    return term if getattr(term, "shape", None) == shape else np.broadcast_to(term, shape)
+
+
 class Index:
     """One index array into a buffer, with the cheapest way to read it and to add into it."""
 
@@ -116,20 +121,20 @@ class Index:
 
             def add(term):
                 if summed:
-                    term = np.broadcast_to(term, full).sum(axis=summed, keepdims=True)
+                    term = np.add.reduce(_full(term, full), axis=summed, keepdims=True)
                 view.__iadd__(term)
             return add
         if kind == "fancy":
             flat = self._scatter[1]
 
             def add(term):
-                grad[flat] += np.broadcast_to(term, full).reshape((-1,) + batch)
+                grad[flat] += _full(term, full).reshape((-1,) + batch)
             return add
         uniq, inverse = self._scatter[1], self._scatter[2]
         size = len(uniq)
 
         def add(term):
-            term = np.broadcast_to(term, full).reshape((-1,) + batch)
+            term = _full(term, full).reshape((-1,) + batch)
             if not batch:
                 grad[uniq] += np.bincount(inverse, term, size)
                 return
@@ -254,6 +259,15 @@ class Elementwise:
         return forward, backward
 
 
+def _summed(read: Callable[[], np.ndarray], n_terms: int, axis: int) -> Callable[[], np.ndarray]:
+    """The sum of ``read()`` along ``axis``, which holds ``n_terms`` terms; a sum of one term is
+    that term (numpy's sum of one element is the element itself), read as a view, no reduction."""
+    if n_terms == 1:
+        first = (slice(None),) * axis + (0,)
+        return lambda: read()[first]
+    return lambda: np.add.reduce(read(), axis=axis)
+
+
 class SumDot:
     """Every ``p0 + p1 + ... + a0*b0 + a1*b1 + ...`` with the same shape of terms at one depth.
 
@@ -281,6 +295,7 @@ class SumDot:
             out_m = out.reshape((n_b, n_a) + out.shape[1:])
             per_example_a = ga.example and batched
             target, axis = out_m, 2             # plain terms come in the grid's shape
+        plain_sums = [_summed(read, r.shape[-1], axis) for (read, _), (r, _) in zip(plains, self.plains)]
 
         def forward(check: bool = True):           # nothing to check: + and * as floats do them
             if grid is None:
@@ -293,8 +308,8 @@ class SumDot:
                 np.matmul(read_A(), read_B(), out=out_m)     # (n_a, k) @ (n_b, k, z): one BLAS call per b-row
             else:
                 out_m[...] = np.einsum("akz,bkz->baz", read_A(), read_B())
-            for read, _ in plains:
-                target.__iadd__(read().sum(axis=axis))
+            for plain_sum in plain_sums:
+                target.__iadd__(plain_sum())
             for read_a, read_b in dots:
                 out.__iadd__((read_a() * read_b()).sum(axis=1))
 

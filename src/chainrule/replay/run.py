@@ -221,8 +221,8 @@ class _Replay:
 
     def _read_live(self, S: np.ndarray) -> None:
         p = self._program
-        if p.n_live:
-            S[:p.n_live] = [v.data for v in p.live]
+        if p.n_live:        # (a list comprehension reads slots faster than fromiter over an attrgetter)
+            S[:p.n_live] = np.fromiter([v.data for v in p.live], np.float64, p.n_live)
 
     def _check_model(self) -> None:
         if self._structure is not None and structure_of(self.fn) != self._structure:
