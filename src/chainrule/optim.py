@@ -56,7 +56,7 @@ import numbers
 from typing import Callable, Iterable, Union
 
 from .engine import Value
-from .mathspace import ARRAY, SCALAR
+from .mathspace import ARRAY, SCALAR, floats_into
 
 __all__ = ["Adam", "AdamW", "ArrayState", "OPTIMIZERS", "Optimizer", "SGD"]
 
@@ -202,10 +202,9 @@ class Optimizer:
         import numpy as np
 
         params = self.params
-        # A list comprehension reads the slots faster than np.fromiter over an attrgetter (measured).
-        n = len(params)
-        p = np.fromiter([v.data for v in params], np.float64, n)
-        g = np.fromiter([v.grad for v in params], np.float64, n)
+        p, g = np.empty(len(params)), np.empty(len(params))
+        floats_into(p, [v.data for v in params])
+        floats_into(g, [v.grad for v in params])
         _run_rule(self._rule(ARRAY, lr, t), p, g, [self._slot(name, True) for name in self._slots])
         for v, x in zip(params, p.tolist()):
             v.data = x

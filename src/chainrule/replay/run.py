@@ -19,6 +19,7 @@ from typing import Iterator
 import numpy as np
 
 from ..engine import Value, collector_paused, topological_order
+from ..mathspace import floats_into
 from ..primitives import BUILTIN
 from . import args as A
 from .errors import ReplayMismatchError
@@ -221,8 +222,8 @@ class _Replay:
 
     def _read_live(self, S: np.ndarray) -> None:
         p = self._program
-        if p.n_live:        # (a list comprehension reads slots faster than fromiter over an attrgetter)
-            S[:p.n_live] = np.fromiter([v.data for v in p.live], np.float64, p.n_live)
+        if p.n_live:                    # the live Values are the first slots of S
+            floats_into(S, [v.data for v in p.live])
 
     def _check_model(self) -> None:
         if self._structure is not None and structure_of(self.fn) != self._structure:
