@@ -259,15 +259,6 @@ class Elementwise:
         return forward, backward
 
 
-def _summed(read: Callable[[], np.ndarray], n_terms: int, axis: int) -> Callable[[], np.ndarray]:
-    """The sum of ``read()`` along ``axis``, which holds ``n_terms`` terms; a sum of one term is
-    that term (numpy's sum of one element is the element itself), read as a view, no reduction."""
-    if n_terms == 1:
-        first = (slice(None),) * axis + (0,)
-        return lambda: read()[first]
-    return lambda: np.add.reduce(read(), axis=axis)
-
-
 class SumDot:
     """Every ``p0 + p1 + ... + a0*b0 + a1*b1 + ...`` with the same shape of terms at one depth.
 
@@ -295,7 +286,6 @@ class SumDot:
             out_m = out.reshape((n_b, n_a) + out.shape[1:])
             per_example_a = ga.example and batched
             target, axis = out_m, 2             # plain terms come in the grid's shape
-        plain_sums = [_summed(read, r.shape[-1], axis) for (read, _), (r, _) in zip(plains, self.plains)]
 
         def forward(check: bool = True):           # nothing to check: + and * as floats do them
             if grid is None:
@@ -308,8 +298,8 @@ class SumDot:
                 np.matmul(read_A(), read_B(), out=out_m)     # (n_a, k) @ (n_b, k, z): one BLAS call per b-row
             else:
                 out_m[...] = np.einsum("akz,bkz->baz", read_A(), read_B())
-            for plain_sum in plain_sums:
-                target.__iadd__(plain_sum())
+            for read, _ in plains:     # (a sum of one term is not the term itself: -0.0 sums to 0.0)
+                target.__iadd__(read().sum(axis=axis))
             for read_a, read_b in dots:
                 out.__iadd__((read_a() * read_b()).sum(axis=1))
 
