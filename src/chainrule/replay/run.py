@@ -12,6 +12,7 @@ of two threads, never share one; adding into Values' ``.grad`` holds one lock.
 
 from __future__ import annotations
 
+import math
 import threading
 from contextlib import contextmanager
 from typing import Iterator
@@ -37,8 +38,12 @@ class _Buffer:
 
     def __init__(self, program: Program, batch: int | None):
         e_shape = (program.n_E,) if batch is None else (program.n_E, batch)
-        self.S, self.E = np.zeros(program.n_S), np.zeros(e_shape)
-        self.gS, self.gE = np.zeros(program.n_S), np.zeros(e_shape)
+        # S and E are two views of one array (E starting on a 64-byte line), and so are gS and gE:
+        # one reduction looks at every number of a pass, one fill clears every gradient.
+        at = -(-program.n_S // 8) * 8
+        self.numbers, self.grads = np.zeros(at + math.prod(e_shape)), np.zeros(at + math.prod(e_shape))
+        self.S, self.E = self.numbers[:program.n_S], self.numbers[at:].reshape(e_shape)
+        self.gS, self.gE = self.grads[:program.n_S], self.grads[at:].reshape(e_shape)
         c = program.n_live
         self.S[c:c + len(program.consts)] = program.consts
         bound = [(k.reach, k.bind((self.S, self.E), (self.gS, self.gE))) for k in program.kernels]
@@ -61,7 +66,7 @@ class _Buffer:
             try:
                 for forward in self.forward:
                     forward(False)
-                finite = _all_finite(self.S, self.E)
+                finite = _all_finite(self.numbers)
             except Exception:           # the checked pass below raises it, or eager's error first
                 finite = False
             if not finite:
@@ -80,7 +85,7 @@ class _Buffer:
                     for reach, backward in self.backward:
                         if reach & bit:
                             backward(False)
-                    done = _all_finite(self.gS, self.gE)
+                    done = _all_finite(self.grads)
                 except Exception:
                     done = False
             if not done:
@@ -91,8 +96,7 @@ class _Buffer:
         return self.gS[:program.n_live].copy()
 
     def _seed(self, program: Program, out: int, seed: float) -> None:
-        self.gS.fill(0.0)
-        self.gE.fill(0.0)
+        self.grads.fill(0.0)
         example, s = program.outs[out]
         (self.gE if example else self.gS)[s] += seed
 
