@@ -27,7 +27,7 @@ how compiled training updates a model with no Python work per parameter. ``step(
 floats (``SCALAR``), one call per parameter, for a few parameters; from ``_EAGER_ARRAYS_FROM``
 (64) parameters on, it gathers every ``.data`` and ``.grad`` into two arrays, runs the same update
 once on them, and writes ``.data`` back, which is faster (at 337 parameters, micrograd's demo: Adam
-about 3.5x, SGD with momentum 2x, plain SGD 1.2x). Both give the very same numbers: numpy's float64
+about 4x, SGD with momentum 2x, plain SGD 1.3x). Both give the very same numbers: numpy's float64
 ``+ - * /`` and ``sqrt`` round exactly as Python's floats do, and a division by zero (``eps=0``,
 a parameter whose gradient was always 0) is ``nan`` or ``inf`` on both, as in ``torch.optim``,
 never a ZeroDivisionError on one and a number on the other:
@@ -64,10 +64,10 @@ LearningRate = Union[float, Callable[[int], float]]
 
 _PIECE = 16384      # elements per piece in step_arrays: 128 KiB per array, cache-sized
 # From this many parameters on, eager step() runs the rule once on arrays instead of once per
-# parameter. Measured (one thread, benchmarks-style medians): at 64 parameters the array path is
-# as fast as the float loop for plain SGD and faster for momentum and Adam (about 2x for Adam); at
-# 337 it takes 40 instead of 50 (SGD), 43 instead of 80 (momentum), 49 instead of 180 (Adam)
-# microseconds. Below, numpy's fixed cost per call (some 8 microseconds) wins.
+# parameter. Measured (one thread, best of many runs): at 64 parameters the array path is 2
+# microseconds slower than the float loop for plain SGD, as fast for momentum and 2x faster for
+# Adam; at 337 it takes 22 instead of 30 (SGD), 24 instead of 45 (momentum), 27 instead of 107
+# (Adam) microseconds. Below, numpy's fixed cost per call (some 6 microseconds) wins.
 _EAGER_ARRAYS_FROM = 64
 
 
