@@ -18,7 +18,7 @@ from . import args as A
 from .errors import NotReplayableError, ReplayMismatchError
 from .plan import plan
 from ..engine import collector_paused
-from .record import record
+from .record import Ids, record
 from .run import ReplayValue, _below, _Buffer, _forward_rows, _feed_rows, _mismatch, _Replay, _Run, structure_of
 
 __all__ = ["ArrayStep", "Batched"]
@@ -216,21 +216,17 @@ class ArrayStep:
 
     def _mapping(self):
         p = self.batched._program
-        position = {v: i for i, v in enumerate(self.params)}
-        src, dst, other = [], [], []
-        for s, v in enumerate(p.live):
-            i = position.get(v)
-            if i is None:
-                if v._prev:
-                    raise NotReplayableError(
-                        f"value_and_grad: fn captured {v!r}, made by op {v._op!r} from other Values, and it is "
-                        f"not in params: its gradient would have to continue below it. Pass it in params, or "
-                        f"make it inside fn")
-                other.append(s)
-            else:
-                src.append(s)
-                dst.append(i)
-        src, dst = np.array(src, dtype=np.intp), np.array(dst, dtype=np.intp)
+        at = Ids(self.params).find(p.live)          # each live Value's place in params, -1 if none
+        other = np.flatnonzero(at < 0).tolist()
+        for s in other:
+            v = p.live[s]
+            if v._prev:
+                raise NotReplayableError(
+                    f"value_and_grad: fn captured {v!r}, made by op {v._op!r} from other Values, and it is "
+                    f"not in params: its gradient would have to continue below it. Pass it in params, or "
+                    f"make it inside fn")
+        src = np.flatnonzero(at >= 0)
+        dst = at[src]
         # The params laid out first and in order (value_and_grad before the first call): slices.
         n = len(src)
         if n and np.array_equal(src, np.arange(n)) and np.array_equal(dst, np.arange(n)):

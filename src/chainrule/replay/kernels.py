@@ -63,6 +63,18 @@ def _affine(idx: np.ndarray):
     return base, tuple(strides)
 
 
+def _distinct(shape: tuple, strides: tuple) -> bool:
+    """Whether ``base + sum(i_d * strides_d)`` over ``shape`` never repeats, seen from the strides
+    alone: sorted by stride, each must step past everything the smaller ones reach (a matrix's
+    rows and columns). False means "not shown", not "repeats"."""
+    reach = 0
+    for s, n in sorted((s, n) for s, n in zip(strides, shape) if n > 1):
+        if s <= reach:
+            return False
+        reach += s * (n - 1)
+    return True
+
+
 def _strided(buf: np.ndarray, base: int, shape: tuple, strides: tuple) -> np.ndarray:
     """A view of rows ``base + sum(i_d * strides_d)`` of ``buf`` (rows may carry a batch axis)."""
     if len(shape) == 1 and strides[0] == 1:
@@ -101,7 +113,7 @@ class Index:
             # first; what is left is a view if it does not overlap itself.
             summed = tuple(d for d, s in enumerate(strides) if s == 0 and self.shape[d] > 1)
             kept = tuple(1 if d in summed else n for d, n in enumerate(self.shape))
-            if len(np.unique(self.idx)) == int(np.prod(kept)):
+            if _distinct(kept, strides) or len(np.unique(self.idx)) == int(np.prod(kept)):
                 return ("view", base, kept, strides, summed)
         uniq, inverse = np.unique(self.idx, return_inverse=True)
         if len(uniq) == self.idx.size:

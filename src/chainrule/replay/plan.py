@@ -15,11 +15,17 @@
 
 from __future__ import annotations
 
+import operator
+from itertools import repeat
+
 import numpy as np
 
 from ..engine import PRIMITIVES
 from .kernels import Elementwise, Ref, SumDot
-from .record import CONST, LIVE, OP, Graph
+from .record import CONST, LIVE, OP, Graph, _pointers
+
+_CLASSES = 5                 # kinds of term in a fused sum (see step 1)
+_node_of = operator.attrgetter("_node")
 
 __all__ = ["Program", "plan"]
 
@@ -68,70 +74,96 @@ def plan(g: Graph, live_order: list | None = None) -> Program:
     lie as a strided matrix, still a view. Without it, live Values are placed in the order the
     first group reads them."""
     n = len(g)
-    kind, example, kids, prim = g.kind, g.example, g.kids, g.prim
-    add_rule, mul_rule = PRIMITIVES["+"], PRIMITIVES["*"]
+    kind, example, fanout, ptr, kids = g.kind, g.example, g.fanout, g.ptr, g.kids
+    code = {id(r): c for c, r in enumerate(g.rules)}
+    add = g.rule == code.get(id(PRIMITIVES["+"]), -2)
+    mul = g.rule == code.get(id(PRIMITIVES["*"]), -2)
 
-    fanout = g.fanout
+    # 1. Fuse sums, with numpy over all nodes at once. An addition used once, by an addition, is
+    #    inner: it belongs to the sum of the outermost addition above it (found by pointer jumping:
+    #    each round halves the distance). A sum's terms are the inputs of its additions that are
+    #    not inner ones, in the order they were added; a product used once, only there, becomes a
+    #    dot-product pair of its two inputs.
+    consumer = np.repeat(np.arange(n, dtype=np.intp), np.diff(ptr))       # the op of each edge
+    parent = np.full(n, -1, dtype=np.intp)
+    parent[kids] = consumer                                               # right where fanout is 1
+    inner = add & (fanout == 1) & (parent >= 0)
+    inner[inner] = add[parent[inner]]
+    root = np.arange(n, dtype=np.intp)
+    root[inner] = parent[inner]
+    while True:
+        jumped = root[root]
+        if np.array_equal(jumped, root):
+            break
+        root = jumped
+    edge = np.flatnonzero(add[consumer] & ~inner[kids])
+    term, owner = kids[edge], root[consumer[edge]]
+    pair = mul[term] & (fanout[term] == 1) & (example[term] == example[owner])
+    x, y = g.k0[term], g.k1[term]
+    # Term classes: plain shared, plain per example, then products (shared, per example) with the
+    # shared factor first, (per example, per example), and (shared, shared) in a shared sum.
+    cls = np.where(~pair, example[term].astype(np.int8),
+                   np.where(~example[owner], 4, np.where(example[x] & example[y], 3, 2))).astype(np.intp)
+    swap = (cls == 2) & example[x]
+    left = np.where(pair, np.where(swap, y, x), term)
+    right = np.where(pair, np.where(swap, x, y), -1)
+    absorbed = inner.copy()
+    absorbed[term[pair]] = True
+    is_sum = add & ~inner
+    sum_nodes = np.flatnonzero(is_sum)
+    sum_number = np.full(n, -1, dtype=np.intp)
+    sum_number[sum_nodes] = np.arange(len(sum_nodes))
+    counts = np.bincount(sum_number[owner] * _CLASSES + cls,
+                         minlength=len(sum_nodes) * _CLASSES).reshape(-1, _CLASSES)
+    by_class = np.lexsort((np.arange(len(edge)), owner, cls))             # class, sum, then order
+    left_sorted, right_sorted = left[by_class], right[by_class]
+    flat = counts.T.reshape(-1)
+    class_start = (np.cumsum(flat) - flat).reshape(_CLASSES, -1)          # where (class, sum) begins
 
-    # 1. Fuse sums, from the top. A sum's terms: plain shared, plain per example, and products
-    #    (shared, per example), (per example, per example), (shared, shared).
-    absorbed = [False] * n
-    sums: dict[int, tuple] = {}
-    adds = [i for i in range(n - 1, -1, -1) if prim[i] is add_rule]
-    for i in adds:
-        if absorbed[i]:
-            continue
-        terms, stack = [], list(reversed(kids[i]))
-        while stack:
-            c = stack.pop()
-            if prim[c] is add_rule and fanout[c] == 1:
-                absorbed[c] = True
-                stack.extend(reversed(kids[c]))
-            else:
-                terms.append(c)
-        ps, pe, se, ee, ss = [], [], [], [], []
-        for t in terms:
-            if prim[t] is mul_rule and fanout[t] == 1 and example[t] == example[i]:
-                absorbed[t] = True
-                x, y = kids[t]
-                if not example[i]:
-                    ss.append((x, y))
-                elif example[x] and example[y]:
-                    ee.append((x, y))
-                else:
-                    se.append((y, x) if example[x] else (x, y))
-            else:
-                (pe if example[t] else ps).append(t)
-        sums[i] = (ps, pe, se, ee, ss)
-
-    def operands(i):
-        if i in sums:
-            ps, pe, se, ee, ss = sums[i]
-            return ps + pe + [x for pair in se + ee + ss for x in pair]
-        return kids[i]
-
-    # 2-3. Levels and groups.
-    level = [0] * n
+    # 2-3. Levels and groups, one fused op at a time in topological order (few: a layer's sums
+    #    are one op per neuron). ``need``: the op leads to a live Value (backward skips the rest).
+    #    An op's operands are a sum's plain terms and both factors of its pairs, or another op's
+    #    inputs; only those that are ops themselves need the loop, what leaves give is found first.
+    ops_mask = (kind == OP) & ~absorbed
+    from_plain = (ops_mask & ~is_sum)[consumer]
+    owner_all = np.concatenate([owner, owner[pair], consumer[from_plain]])
+    operand_all = np.concatenate([left, right[pair], kids[from_plain]])
+    leaf_needs = np.bincount(owner_all[kind[operand_all] == LIVE], minlength=n) > 0
+    inner_edge = kind[operand_all] == OP
+    by_owner = np.argsort(owner_all[inner_edge], kind="stable")
+    operand_ptr = _pointers(owner_all[inner_edge][by_owner], n)
+    operand_list = operand_all[inner_edge][by_owner].tolist()
+    ops = np.flatnonzero(ops_mask)
+    sum_shape = {i: ("+",) + tuple(row) for i, row in zip(sum_nodes.tolist(), counts.tolist())}
+    level: dict[int, int] = {}
+    need: dict[int, bool] = {}
     groups: dict[tuple, list[int]] = {}
-    ops = [i for i in range(n) if kind[i] == OP and not absorbed[i]]
-    for i in ops:
-        level[i] = 1 + max(level[c] for c in operands(i))
-        if i in sums:
-            shape = ("+",) + tuple(len(part) for part in sums[i])
-        else:
-            shape = (prim[i].name, tuple(example[c] for c in kids[i]))
-        groups.setdefault((example[i], level[i], g.reach[i], id(prim[i]), shape), []).append(i)
+    at_level, need_of = level.__getitem__, need.__getitem__
+    rule_list, reach = g.rule.tolist(), g.reach
+    for i, ex_i, base, s0, s1 in zip(ops.tolist(), example[ops].tolist(), leaf_needs[ops].tolist(),
+                                     operand_ptr[ops].tolist(), operand_ptr[ops + 1].tolist()):
+        these = operand_list[s0:s1]
+        level[i] = lv = 1 + max(map(at_level, these), default=0)
+        need[i] = base or any(map(need_of, these))
+        shape = sum_shape.get(i)
+        if shape is None:
+            shape = (g.rules[rule_list[i]].name, tuple(example[kids[ptr[i]:ptr[i + 1]]].tolist()))
+        groups.setdefault((ex_i, lv, reach[i], rule_list[i], shape), []).append(i)
     order = sorted(groups, key=lambda k: (k[0], k[1], k[2], k[3], repr(k[4])))
+    sums = is_sum
 
     # 4. Member order (a grid permutes it) and the node arrays each kernel reads.
     specs = []
     for key in order:
         members = groups[key]
-        if key[4][0] == "+" and prim[members[0]] is add_rule and members[0] in sums:
-            parts = [np.array([sums[i][p] for i in members], dtype=np.intp).reshape(len(members), -1)
-                     if len(sums[members[0]][p]) else None for p in range(2)]
-            pairs = [np.array([sums[i][p] for i in members], dtype=np.intp).reshape(len(members), -1, 2)
-                     if len(sums[members[0]][p]) else None for p in range(2, 5)]
+        if sums[members[0]]:
+            at = np.array(members, dtype=np.intp)
+            cols = [None] * _CLASSES
+            for c, k in enumerate(key[4][1:]):
+                if k:
+                    idx = class_start[c, sum_number[at]][:, None] + np.arange(k)
+                    cols[c] = left_sorted[idx] if c < 2 else np.stack([left_sorted[idx], right_sorted[idx]], -1)
+            parts, pairs = cols[:2], cols[2:]
             grid = None
             sh = 0 if pairs[0] is not None else 2 if pairs[2] is not None else None
             if sh is not None and pairs[1] is None and pairs[2 - sh] is None:
@@ -146,12 +178,14 @@ def plan(g: Graph, live_order: list | None = None) -> Program:
                     pairs[sh] = None
             specs.append(("sum", key, members, parts, pairs, grid))
         else:
-            ins = [np.array([kids[i][p] for i in members], dtype=np.intp) for p in range(len(kids[members[0]]))]
+            at = np.array(members, dtype=np.intp)
+            first = ptr[at]
+            ins = [kids[first + p] for p in range(int(ptr[members[0] + 1] - first[0]))]
             specs.append(("elem", key, members, ins))
 
     # 5. Slots.
     slot = np.full(n, -1, dtype=np.intp)
-    is_live = np.array([k == LIVE for k in kind], dtype=bool)
+    is_live = kind == LIVE
     n_live = int(is_live.sum())
     next_live = [0]
 
@@ -172,9 +206,8 @@ def plan(g: Graph, live_order: list | None = None) -> Program:
         return spec[3]
 
     if live_order:
-        where = g.position
-        place_live(np.array([i for i in map(where.get, live_order) if i is not None and kind[i] == LIVE],
-                            dtype=np.intp))
+        found = g.find_live(live_order)
+        place_live(found[found >= 0])
     for spec in sorted(specs, key=lambda s: not s[1][0]):     # per-example groups read weights first
         for nodes in read_arrays(spec):
             place_live(nodes)
@@ -182,7 +215,7 @@ def plan(g: Graph, live_order: list | None = None) -> Program:
     for k, i in enumerate(g.inputs):
         if i >= 0:
             slot[i] = k
-    consts = [i for i in range(n) if kind[i] == CONST]
+    consts = np.flatnonzero(kind == CONST)
     slot[consts] = np.arange(n_live, n_live + len(consts))
     next_S, next_E = n_live + len(consts), len(g.inputs)
     for spec in specs:
@@ -194,15 +227,14 @@ def plan(g: Graph, live_order: list | None = None) -> Program:
             slot[members] = np.arange(next_S, next_S + len(members))
             next_S += len(members)
 
-    # Which nodes lead to a live Value: backward skips terms that reach none (inputs, constants).
-    needs = [k == LIVE for k in kind]
-    for i in ops:
-        needs[i] = any(needs[c] for c in operands(i))
+    # Which operands lead to a live Value: backward skips terms that reach none (inputs, constants).
+    needs = is_live.copy()
+    needs[list(need)] = list(need.values())
 
     def ref(nodes):
         nodes = np.asarray(nodes)
         flat = nodes.reshape(-1)
-        return Ref(bool(example[flat[0]]), slot[nodes]), any(needs[c] for c in flat.tolist())
+        return Ref(bool(example[flat[0]]), slot[nodes]), bool(needs[flat].any())
 
     p = Program()
     for spec in specs:
@@ -224,24 +256,26 @@ def plan(g: Graph, live_order: list | None = None) -> Program:
             p.kernels.append(SumDot(key[0], start, stop, plains, dots, grid_refs, key[2]))
         else:
             refs = [ref(x) for x in spec[3]]
-            k = [g.values[i]._arg for i in members]
-            k = None if k[0] is None else k
-            p.kernels.append(Elementwise(prim[members[0]], key[0], start, stop, [r for r, _ in refs], k,
+            rule = g.rules[key[3]]
+            k = g.arg[members] if rule.kind == 3 else None
+            p.kernels.append(Elementwise(rule, key[0], start, stop, [r for r, _ in refs], k,
                                          [need for _, need in refs], key[2]))
 
     p.n_live, p.n_S, p.n_E = n_live, next_S, next_E
     live_nodes = np.flatnonzero(is_live)
     by_slot = live_nodes[np.argsort(slot[live_nodes])]
-    p.live = [g.values[i] for i in by_slot.tolist()]
-    p.live_reach = [g.reach[i] for i in by_slot.tolist()]
-    p.frontier = [s for s, v in enumerate(p.live) if v._prev]
-    p.consts = np.array([g.data[i] for i in consts], dtype=float)
+    by_slot = by_slot.tolist()
+    p.live = list(map(g.values.__getitem__, by_slot))
+    p.live_reach = list(map(g.reach.__getitem__, by_slot))
+    made_by_op = np.fromiter(map(operator.is_not, map(_node_of, p.live), repeat(None)), dtype=bool, count=len(by_slot))
+    p.frontier = [s for s in np.flatnonzero(made_by_op).tolist() if p.live[s]._prev]
+    p.consts = g.data[consts]
     p.outs = [(bool(example[i]), int(slot[i])) for i in g.roots]
-    data = np.array(g.data, dtype=float)
+    data = g.data
     p.first_S, p.first_E = np.zeros(p.n_S), np.zeros(p.n_E)
-    shared = (slot >= 0) & ~np.array(example, dtype=bool)
-    per_example = (slot >= 0) & np.array(example, dtype=bool)
+    shared = (slot >= 0) & ~example
+    per_example = (slot >= 0) & example
     p.first_S[slot[shared]] = data[shared]
     p.first_E[slot[per_example]] = data[per_example]
-    p.n_nodes, p.n_fused = n, sum(absorbed)
+    p.n_nodes, p.n_fused = n, int(absorbed.sum())
     return p
