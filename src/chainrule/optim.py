@@ -20,8 +20,9 @@ each ``opt.step()``.
 
 **One rule, floats or arrays.** Each optimizer writes its update once, in ``_rule(m, lr, t)``:
 it works out the numbers that step ``t`` uses for every parameter alike, and returns the update
-``update(p, g, *state) -> (p, *state)`` written with ``+ - * /`` and ``m.sqrt``, the way each row of
-the table of primitives is written against a math namespace ``m`` (:mod:`chainrule.mathspace`).
+``update(p, g, *state) -> (p, *state)`` written with ``+ - *``, ``m.sqrt`` and ``m.ieee_div``, the
+way each row of the table of primitives is written against a math namespace ``m``
+(:mod:`chainrule.mathspace`).
 ``step_arrays()`` calls that update on numpy arrays (``ARRAY``) holding every parameter, which is
 how compiled training updates a model with no Python work per parameter. ``step()`` calls it on
 floats (``SCALAR``), one call per parameter, for a few parameters; from ``_EAGER_ARRAYS_FROM``
@@ -29,8 +30,8 @@ floats (``SCALAR``), one call per parameter, for a few parameters; from ``_EAGER
 once on them, and writes ``.data`` back, which is faster (at 337 parameters, micrograd's demo: Adam
 about 4x, SGD with momentum 2x, plain SGD 1.3x). Both give the very same numbers: numpy's float64
 ``+ - * /`` and ``sqrt`` round exactly as Python's floats do, and a division by zero (``eps=0``,
-a parameter whose gradient was always 0) is ``nan`` or ``inf`` on both, as in ``torch.optim``,
-never a ZeroDivisionError on one and a number on the other:
+a parameter whose gradient was always 0) is ``nan`` or ``inf`` on both (``m.ieee_div``), as in
+``torch.optim``, never a ZeroDivisionError on one and a number on the other:
 
 >>> opt = SGD([Value(1.0), Value(2.0)], lr=0.5)
 >>> state = opt.array_state()             # the parameters' .data as one array
