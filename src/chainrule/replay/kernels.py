@@ -235,6 +235,8 @@ class Elementwise:
         fwd, bwd = prim.forward, prim.backward
         batched = self.example and bufs[1].ndim == 2
         readers = [r.reader(bufs, batched) for r in self.refs]
+        # Operands that are rows of a buffer (a view) are the same arrays at every call: read once.
+        fixed = [read() for read in readers] if all(r.index.affine is not None for r in self.refs) else None
         extra = () if self.k is None else (self.k[:, None] if batched else self.k,)
         out = _buffers(bufs, self.example)[self.start:self.stop]
 
@@ -242,7 +244,7 @@ class Elementwise:
             return (fwd(SCALAR, *xs),)
 
         def forward(check: bool = True):
-            ins = [r() for r in readers]
+            ins = fixed if fixed is not None else [r() for r in readers]
             out[...] = fwd(ARRAY, *ins, *extra)
             if check and not _all_finite(out, *ins):
                 _settle([out], scalar_forward, ins + list(extra))
@@ -256,7 +258,7 @@ class Elementwise:
             return bwd(SCALAR, *xs)
 
         def backward(check: bool = True):
-            ins = [r() for r in readers]
+            ins = fixed if fixed is not None else [r() for r in readers]
             terms = list(bwd(ARRAY, g, out, *ins, *extra))
             if check:
                 exact = _all_finite(g, out, *ins, *terms)
