@@ -169,6 +169,8 @@ def test_eager_and_array_steps_are_bit_for_bit_equal(make, piece, monkeypatch):
         opt_a.step_arrays(state, grad)
         assert [p.data for p in gathered] == [p.data for p in eager] == state.p.tolist()
         assert all(type(p.data) is float for p in gathered)
+    assert opt_g._rule_runs_on_arrays is True and isinstance(opt_g._state.get("exp_avg", opt_g._state.get(
+        "momentum_buffer")), np.ndarray)           # the gathered steps did run on arrays
     state.write_back()
     assert _as_lists(opt_a._state) == _as_lists(opt_g._state) == _as_lists(opt_e._state)
 
@@ -201,6 +203,39 @@ def test_gathered_steps_continue_float_steps_and_array_states(monkeypatch):
         opt_o.step()
         assert [p.data for p in ours] == [p.data for p in ref], f"step {k}"
     assert opt_o.steps == opt_r.steps == 40
+
+
+class _FloatsOnlyRMS(optim.Optimizer):
+    """A learner's optimizer whose rule works on floats only (math.sqrt, a Python if)."""
+    _slots = ("square",)
+
+    def _rule(self, m, lr, t):
+        def update(p, g, square):
+            square = 0.9 * square + 0.1 * g * g
+            if g != 0:
+                p -= lr * g / (math.sqrt(square) + 1e-8)
+            return p, square
+        return update
+
+
+def test_a_rule_that_runs_on_floats_only_keeps_eager_steps_on_floats(monkeypatch):
+    """A subclass whose rule cannot run on arrays still steps eagerly past the array threshold, with
+    the numbers of its float steps (it is tried on arrays once, and found to fail)."""
+    rng = np.random.RandomState(7)
+    start, grads = rng.uniform(-1, 1, size=70), rng.normal(size=(5, 70))
+    grads[:, 3] = 0.0
+    runs = []
+    for threshold in (10 ** 9, 1):
+        monkeypatch.setattr(optim, "_EAGER_ARRAYS_FROM", threshold)
+        ps = [Value(float(x)) for x in start]
+        opt = _FloatsOnlyRMS(ps, lr=0.01)
+        for grad in grads:
+            for p, g in zip(ps, grad):
+                p.grad = float(g)
+            opt.step()
+        runs.append([p.data for p in ps])
+        assert opt._rule_runs_on_arrays is (None if threshold > 1 else False)
+    assert runs[0] == runs[1] and runs[0][3] == start[3]
 
 
 def _torch_updates(make_torch, start, grads):
@@ -242,6 +277,7 @@ def test_non_finite_gradients_and_zero_division_give_torchs_numbers(name, ours, 
                 p.grad = float(g)
             opt.step()
     got = state.p if path == "arrays" else np.array([p.data for p in ps])
+    assert opt._rule_runs_on_arrays is (True if path == "gathered" else None)
     np.testing.assert_array_equal(got, expected)      # nan where torch has nan, inf where torch has inf
 
 

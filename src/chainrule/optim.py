@@ -97,7 +97,9 @@ class Optimizer:
     (``t = 1, 2, ...``, learning rate ``lr``): ``update(p, g, *slots) -> (p, *slots)``, the new
     parameter and state from the old, on floats or arrays alike as ``m`` says. Written with
     augmented assignments (``p -= lr * d``), it updates arrays in place and rebinds floats; it must
-    never assign into ``g`` (on arrays that is the caller's gradient).
+    never assign into ``g`` (on arrays that is the caller's gradient). A rule that works on floats
+    only (``math.sqrt``, an ``if`` on a number) still steps eagerly: it is tried on arrays once, and
+    its eager steps stay on floats.
     """
 
     _slots: tuple[str, ...] = ()
@@ -126,6 +128,7 @@ class Optimizer:
         # an ArrayState copies them into arrays of its own.
         self._state: dict[str, list] = {name: [0.0] * len(self.params) for name in self._slots}
         self._unwritten: ArrayState | None = None    # an ArrayState with steps the Values have not seen
+        self._rule_runs_on_arrays: bool | None = None  # tried on first need (_agrees_on_arrays)
 
     @property
     def lr(self) -> float:
@@ -168,7 +171,31 @@ class Optimizer:
 
     def _on_arrays(self) -> bool:
         """Whether eager steps keep the per-parameter state as arrays (run the rule on arrays)."""
-        return len(self.params) >= _EAGER_ARRAYS_FROM
+        if len(self.params) < _EAGER_ARRAYS_FROM:
+            return False
+        if self._rule_runs_on_arrays is None:
+            self._rule_runs_on_arrays = self._agrees_on_arrays()
+        return self._rule_runs_on_arrays
+
+    def _agrees_on_arrays(self) -> bool:
+        """Whether ``_rule`` gives on arrays what it gives on floats, tried once on a few numbers. The
+        built-in rules do; a subclass's rule written with ``math.sqrt`` or a Python ``if`` on a number
+        works on floats only, and its eager steps stay on floats (step_arrays still needs arrays)."""
+        import numpy as np
+
+        p, g = [0.5, -1.5, 2.0], [0.25, -2.0, 0.0]
+        slots = [[0.75, 0.125, 1.0] for _ in self._slots]
+        try:
+            for t in (1, 2):
+                floats = [self._rule(SCALAR, 0.1, t)(*column) for column in zip(p, g, *slots)]
+                arrays = [np.array(x, dtype=np.float64) for x in (p, g, *slots)]
+                with np.errstate(all="ignore"):
+                    got = self._rule(ARRAY, 0.1, t)(*arrays)
+                if [np.asarray(x, dtype=np.float64).tolist() for x in got] != [list(x) for x in zip(*floats)]:
+                    return False
+        except Exception:           # whatever fails on arrays (or on these floats): keep to floats
+            return False
+        return True
 
     def _slot(self, name: str, arrays: bool):
         """State slot ``name`` in the form the eager step uses (a list of floats, or an array);
