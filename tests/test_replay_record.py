@@ -145,7 +145,7 @@ FOLDS = {"left": left_deep, "right": right_deep, "balanced": balanced, "mixed": 
 TERM = st.tuples(st.integers(0, 5), st.integers(0, 5), st.sampled_from(["plain", "prod", "tanh"]))
 
 
-@settings(deadline=None, max_examples=40)
+@settings(deadline=None, max_examples=80)
 @given(terms=st.lists(TERM, min_size=1, max_size=9), folds=st.lists(st.sampled_from(sorted(FOLDS)), min_size=1, max_size=3),
        reuse=st.sampled_from(["none", "inner_output", "inner_fanout", "twice"]))
 def test_sums_of_every_association_and_fanout_match_eager(terms, folds, reuse):
@@ -420,11 +420,38 @@ def random_program(ops, outs):
     return fn, captured
 
 
-@settings(deadline=None, max_examples=60)
+@settings(deadline=None, max_examples=120)
 @given(ops=st.lists(OP, min_size=1, max_size=12), outs=st.lists(st.integers(0, 60), min_size=1, max_size=5),
-       xs=st.lists(st.lists(st.floats(-1.5, 1.5), min_size=3, max_size=3), min_size=2, max_size=3))
+       xs=st.lists(st.lists(st.floats(-1.5, 1.5), min_size=3, max_size=3), min_size=2, max_size=3, unique_by=tuple))
 def test_random_programs_match_eager(ops, outs, xs):
     """Random programs mixing every op above, sums of every association, fanout, constants, unused
     ops and a captured interior node, with several outputs, equal eager."""
     fn, captured = random_program(ops, outs)
     check_compiled(fn, captured, [(x,) for x in xs])
+
+
+@settings(deadline=None, max_examples=60)
+@given(ops=st.lists(OP, min_size=1, max_size=10), outs=st.lists(st.integers(0, 60), min_size=1, max_size=4),
+       reduce=st.sampled_from(["mean", "sum", None]), seed=st.integers(0, 1000))
+def test_random_programs_under_vmap_match_eager(ops, outs, reduce, seed):
+    """The same random programs as one example's function under vmap: with reduce mean or sum the
+    first output is the loss (gradients as eager backward on the batch loss), with None every
+    output of every row equals eager."""
+    fn, captured = random_program(ops, outs)
+    example = (lambda x: fn(x)[0]) if reduce else fn
+    rng = np.random.default_rng(seed)
+    check_vmap(example, captured, [rng.uniform(-1.5, 1.5, size=(n, 3)) for n in (4, 1, 3)], reduce)
+
+
+def test_repr_and_group_count_say_what_was_recorded():
+    """Before the first call the repr says so; after it, the repr counts the recorded nodes, the
+    groups one replay runs and the captured Values (w * x + b: five nodes, one fused sum)."""
+    w, b = Value(0.5), Value(-1.0)
+
+    def fn(x):
+        return w * x + b
+    f = chainrule.compile(fn)
+    assert repr(f) == "Compiled(fn, not recorded yet)" and f.n_groups == 0
+    check_compiled(fn, [w, b], [(1.0,), (2.0,)])
+    f(1.0)
+    assert repr(f) == "Compiled(fn: 5 nodes -> 1 groups, 2 captured Values)" and f.n_groups == 1
