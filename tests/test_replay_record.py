@@ -224,8 +224,13 @@ def test_user_table_rules_of_three_inputs_and_of_one_input():
 
     def fn(x):
         return [FMA(x, w[0], w[1]) + FMA(w[0], w[1], w[2]), CUBE(x) * CUBE(w[2]), FMA(x, x, w[0]),
-                FMA(CUBE(x), w[1], FMA(x, x, x))]
+                FMA(CUBE(x), w[1], FMA(x, x, x)), FMA(w[0], w[1], x), FMA(Value(2.0), Value(3.0), x),
+                FMA(Value(2.0), Value(3.0), w[2]), FMA(Value(2.0), w[0], Value(0.5))]
     check_compiled(fn, w, [(1.0,), (2.0,), (-0.5,)])
+    # Under vmap a rule's result is per example when any input is, not only its first one.
+    rng = np.random.default_rng(2)
+    check_vmap(lambda x: FMA(w[0], Value(2.0), x[0]) * FMA(Value(1.5), w[1], CUBE(x[1])), w,
+               [rng.normal(size=(4, 2)), rng.normal(size=(2, 2))], "mean")
 
 
 def test_powers_of_several_constants_in_one_group_and_negation_subtraction_division():
