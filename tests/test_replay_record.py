@@ -83,8 +83,9 @@ def check_vmap(fn, captured, batches, reduce):
             assert_close(batched(X), [[v.data for v in leaves(r)] if isinstance(r, list) else r.data
                                       for r in rows])
             continue
-        total = rows[0]
-        for r in rows[1:]:
+        losses = [r[0] if isinstance(r, tuple) else r for r in rows]         # (loss, aux) pairs too
+        total = losses[0]
+        for r in losses[1:]:
             total = total + r
         if reduce == "mean":
             total = total * (1.0 / len(X))
@@ -95,6 +96,7 @@ def check_vmap(fn, captured, batches, reduce):
         for v in captured:
             v.grad = 0.0
         loss = batched(X)
+        loss = loss[0] if isinstance(loss, tuple) else loss
         loss.backward()
         assert_close(loss.data, total.data)
         assert_close([v.grad for v in captured], expected)
@@ -281,6 +283,13 @@ def test_more_than_64_outputs():
     w = params(*[0.01 * i for i in range(1, 81)])
     shared = Value(0.5)
     check_compiled(lambda x: [(wi * x + shared).tanh() for wi in w], w + [shared], [(1.0,), (2.0,)])
+    rng = np.random.default_rng(3)
+    batches = [rng.normal(size=(5, 1)), rng.normal(size=(2, 1))]
+    check_vmap(lambda x: [(wi * x[0] + shared).tanh() for wi in w], w, batches, None)
+    # A loss and 79 aux outputs: the aux rows equal eager, the loss's gradient reaches only its path.
+    f = check_vmap(lambda x: ((w[0] * x[0]).tanh(), [(wi * x[0]).sigmoid() for wi in w[1:]]), w, batches, "mean")
+    loss, aux = f(batches[0])
+    assert_close(aux, [[(wi * float(x[0])).sigmoid().data for wi in w[1:]] for x in batches[0]])
 
 
 # --- 4. what is pruned, what is refused --------------------------------------------------------
