@@ -469,3 +469,27 @@ def test_repr_and_group_count_say_what_was_recorded():
     check_compiled(fn, [w, b], [(1.0,), (2.0,)])
     f(1.0)
     assert repr(f) == "Compiled(fn: 5 nodes -> 1 groups, 2 captured Values)" and f.n_groups == 1
+
+
+def test_which_refusal_fires_first():
+    """A constant made from an input's .data is refused even when fn discards it, and before a
+    closure op; of two closure ops the one made first is named; a closure op over constants only
+    is baked and not refused."""
+    w = Value(0.3)
+
+    def discarded(x):
+        _ = Value(x.data)
+        return w * x
+
+    def closure(x, name):
+        out = Value(x.data * 2, (x,), name)
+        out._backward = lambda: None
+        return out
+
+    with pytest.raises(NotReplayableError, match="from the number of an input"):
+        chainrule.compile(discarded)(1.0)
+    with pytest.raises(NotReplayableError, match="from the number of an input"):
+        chainrule.compile(lambda x: w * closure(x, "dbl") * Value(x.data))(1.0)
+    with pytest.raises(NotReplayableError, match="cannot replay op 'first'"):
+        chainrule.compile(lambda x: w * closure(x, "first") * closure(x, "second"))(1.0)
+    check_compiled(lambda x: w * x * closure(Value(2.0) * Value(3.0), "baked"), [w], [(1.0,), (2.0,)])
