@@ -24,6 +24,12 @@ row is micrograd's demo step (chainrule compiled vs PyTorch), from ``bench_repla
     python benchmarks/bench_scale.py                              # the sizes of issue 9
     python benchmarks/bench_scale.py --sizes 16,32,10 --steps 20  # a quick check
     python benchmarks/bench_scale.py --sizes 64,128,10 --timeout 120 --reps 1
+    python benchmarks/bench_scale.py --sweep                      # hidden widths and batches up to 1,024
+
+``--sweep`` asks how the step's cost grows: MLP(64, [W, 10]) for hidden widths W = 64 ... 1,024 at batch
+128, then MLP(64, [128, 10]) for batches 8 ... 1,024, printing each library's step time, the ratio, and
+each library's nanoseconds per multiply-add of the forward pass (batch x weights): a replay whose matrix
+products held only up to some size would show a cliff there that PyTorch's column does not.
 """
 
 from __future__ import annotations
@@ -284,6 +290,43 @@ def print_row(name: str, ours, theirs, extra: str) -> None:
           f"{ours['rss_mib']:>9.0f}{theirs['rss_mib']:>9.0f}  {extra}")
 
 
+def write_task(tmp: str, widths: list[int], examples: int, batch: int, steps: int, reps: int, seed: int) -> dict:
+    """The data, batch order and initial weights of one run, saved for the workers; their spec."""
+    X, y = synthetic_task(examples, widths[0], seed)
+    y = y % widths[-1]
+    weights = initial_weights(widths, seed)
+    arrays = Path(tmp) / ("task-" + "-".join(map(str, widths)) + f"-b{batch}.npz")
+    np.savez(arrays, X=X, y=y, order=batch_order(len(X), batch, steps, seed),
+             **{f"W{i}": W for i, (W, _) in enumerate(weights)}, **{f"b{i}": b for i, (_, b) in enumerate(weights)})
+    return {"arrays": str(arrays), "widths": widths, "steps": steps, "reps": reps, "batch": batch, "seed": seed}
+
+
+def sweep(args, env: dict) -> None:
+    """Step time against hidden width, then against batch size, both libraries side by side."""
+    steps = min(args.steps, 40)
+    runs = [([64, w, 10], 128) for w in (64, 128, 256, 512, 1024)] + \
+           [([64, 128, 10], b) for b in (8, 32, 128, 512, 1024)]
+    print(f"sweep: {steps} steps per run, {args.reps} repetitions, median step after the first\n")
+    print(f"{'model':24s}{'batch':>6s}{'chainrule':>12s}{'PyTorch':>12s}{'ratio':>8s}"
+          f"{'ns per multiply-add':>26s}")
+    print(f"{'':24s}{'':6s}{'':12s}{'':12s}{'':8s}{'chainrule':>13s}{'PyTorch':>13s}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for widths, batch in runs:
+            spec = write_task(tmp, widths, max(args.examples, 2 * batch), batch, steps, args.reps, args.seed)
+            ours = run_worker("chainrule", spec, args.timeout, env)
+            theirs = run_worker("torch", spec, args.timeout, env)
+            name = f"MLP({widths[0]}, {widths[1:]})"
+            if isinstance(ours, str) or isinstance(theirs, str):
+                print(f"{name:24s}{batch:>6d}  chainrule: {ours if isinstance(ours, str) else 'ok'}; "
+                      f"PyTorch: {theirs if isinstance(theirs, str) else 'ok'}")
+                continue
+            macs = batch * sum(a * b for a, b in zip(widths, widths[1:]))
+            print(f"{name:24s}{batch:>6d}{fmt_time(ours['step_s']):>12s}{fmt_time(theirs['step_s']):>12s}"
+                  f"{ours['step_s'] / theirs['step_s']:>7.2f}x{ours['step_s'] / macs * 1e9:>13.2f}"
+                  f"{theirs['step_s'] / macs * 1e9:>13.2f}")
+    print(f"\nload average now {os.getloadavg()[0]:.2f} (timings on a loaded machine are noisy)")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", default=DEFAULT_SIZES, metavar="W,W,...",
@@ -295,6 +338,7 @@ def main(argv=None) -> None:
     parser.add_argument("--examples", type=int, default=2048, help="training examples (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-demo", action="store_true", help="skip micrograd's demo row")
+    parser.add_argument("--sweep", action="store_true", help="hidden widths and batches 8 ... 1,024 instead")
     parser.add_argument("--worker", nargs=2, metavar=("KIND", "SPEC"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -316,16 +360,11 @@ def main(argv=None) -> None:
     print(f"{'model, batch ' + str(args.batch):24s}{'chainrule':>12s}{'PyTorch':>12s}{'chainrule':>12s}"
           f"{'PyTorch':>12s}{'':>9s}{'chainrule':>9s}{'PyTorch':>9s}  train accuracy; loss difference")
 
+    if args.sweep:
+        return sweep(args, env)
     with tempfile.TemporaryDirectory() as tmp:
         for widths in sizes:
-            X, y = synthetic_task(args.examples, widths[0], args.seed)
-            y = y % widths[-1]
-            weights = initial_weights(widths, args.seed)
-            arrays = Path(tmp) / ("task-" + "-".join(map(str, widths)) + ".npz")
-            np.savez(arrays, X=X, y=y, order=batch_order(len(X), args.batch, args.steps, args.seed),
-                     **{f"W{i}": W for i, (W, _) in enumerate(weights)}, **{f"b{i}": b for i, (_, b) in enumerate(weights)})
-            spec = {"arrays": str(arrays), "widths": widths, "steps": args.steps, "reps": args.reps,
-                    "batch": args.batch, "seed": args.seed}
+            spec = write_task(tmp, widths, args.examples, args.batch, args.steps, args.reps, args.seed)
             ours = run_worker("chainrule", spec, args.timeout, env)
             theirs = run_worker("torch", spec, args.timeout, env)
             extra = ""

@@ -260,3 +260,14 @@ def test_mlp_nin_and_nouts():
     """mlp.nin and mlp.nouts give back the sizes it was built with."""
     model = MLP(3, [4, 4, 1])
     assert (model.nin, model.nouts) == (3, [4, 4, 1])
+
+
+def test_every_parameter_is_labelled_by_its_place_at_every_level():
+    """Neuron, Layer and MLP each label their parameters as their named_parameters() names them."""
+    from chainrule.nn import Layer, Neuron
+
+    for module in (Neuron(3), Layer(2, 3), MLP(2, [3, 12, 1])):
+        named = module.named_parameters()
+        assert [p.label for _, p in named] == [name for name, _ in named]
+    assert MLP(2, [3, 12, 1]).parameters()[-1].label == "L2.N0.b"
+    assert MLP(12, [2]).parameters()[11].label == "L0.N0.w11"

@@ -29,8 +29,9 @@ class _ThreadState(threading.local):
     """Each thread's mode; every thread starts recording, with no tracker open."""
 
     def __init__(self):
-        self.grad = True
-        self.created = ()           # the lists of the open track_created() blocks
+        # (the lists of the open track_created() blocks, whether ops record): one attribute, because
+        # every op reads it while a block is open and each read of a thread-local costs a lookup.
+        self.mode = ((), True)
         self.value_pass = False
 
 
@@ -55,11 +56,12 @@ class _GradMode:
     def __enter__(self) -> None:
         _count_block(1)
         saved = self._saved.__dict__.setdefault("stack", [])
-        saved.append(_thread.grad)
-        _thread.grad = self.enabled
+        lists, grad = _thread.mode
+        saved.append(grad)
+        _thread.mode = (lists, self.enabled)
 
     def __exit__(self, *exc) -> None:
-        _thread.grad = self._saved.stack.pop()
+        _thread.mode = (_thread.mode[0], self._saved.stack.pop())
         _count_block(-1)
 
     def __call__(self, fn):
@@ -102,7 +104,7 @@ def enable_grad(fn=None):
 
 def is_grad_enabled() -> bool:
     """True unless this thread is inside ``no_grad()``."""
-    return _thread.grad
+    return _thread.mode[1]
 
 
 @contextmanager
@@ -120,12 +122,12 @@ def track_created() -> Iterator[list]:
     """
     created: list = []
     _count_block(1)
-    stack = _thread.created
-    _thread.created = stack + (created,)
+    stack = _thread.mode[0]
+    _thread.mode = (stack + (created,), _thread.mode[1])
     try:
         yield created
     finally:
-        _thread.created = stack
+        _thread.mode = (stack, _thread.mode[1])
         _count_block(-1)
 
 
@@ -133,12 +135,12 @@ def track_created() -> Iterator[list]:
 def value_pass() -> Iterator[None]:
     """While rules run on Values (``create_graph=True``): recording on, and ``float(Value)`` refused."""
     _count_block(1)
-    previous = _thread.grad, _thread.value_pass
-    _thread.grad, _thread.value_pass = True, True
+    previous = _thread.mode[1], _thread.value_pass
+    _thread.mode, _thread.value_pass = (_thread.mode[0], True), True
     try:
         yield
     finally:
-        _thread.grad, _thread.value_pass = previous
+        _thread.mode, _thread.value_pass = (_thread.mode[0], previous[0]), previous[1]
         _count_block(-1)
 
 
@@ -148,7 +150,7 @@ def in_value_pass() -> bool:
 
 def note(v) -> bool:
     """The slow path of every op while a block is open: tell the trackers, return the grad mode."""
-    state = _thread
-    for created in state.created:
+    lists, grad = _thread.mode
+    for created in lists:
         created.append(v)
-    return state.grad
+    return grad

@@ -90,6 +90,16 @@ class Module:
             p.grad = 0.0
 
 
+_WEIGHT_NAMES: list[str] = []
+
+
+def _weight_names(n: int) -> list[str]:
+    """``["w0", "w1", ...]``, ``n`` of them, made once for every neuron to share."""
+    while len(_WEIGHT_NAMES) < n:
+        _WEIGHT_NAMES.append(f"w{len(_WEIGHT_NAMES)}")
+    return _WEIGHT_NAMES[:n]
+
+
 INITS = ("uniform", "fan_in")
 
 
@@ -135,6 +145,12 @@ class Neuron(Module):
     def named_parameters(self) -> list[tuple[str, Value]]:
         return [(f"w{i}", w) for i, w in enumerate(self.w)] + [("b", self.b)]
 
+    def _name_parameters(self, prefix: str = "") -> None:
+        # What named_parameters() says, written without building it (a wide layer has many).
+        for w, name in zip(self.w, _weight_names(len(self.w))):
+            w.label = prefix + name
+        self.b.label = prefix + "b"
+
     def __repr__(self) -> str:
         return f"Neuron({len(self.w)}, {self.activation})"
 
@@ -171,6 +187,10 @@ class Layer(Module):
 
     def named_parameters(self) -> list[tuple[str, Value]]:
         return [(f"N{j}.{name}", p) for j, n in enumerate(self.neurons) for name, p in n.named_parameters()]
+
+    def _name_parameters(self, prefix: str = "") -> None:
+        for j, n in enumerate(self.neurons):
+            n._name_parameters(f"{prefix}N{j}.")
 
     def __repr__(self) -> str:
         return f"Layer({self.nin} -> {len(self.neurons)}, {self.activation})"
@@ -222,6 +242,10 @@ class MLP(Module):
 
     def named_parameters(self) -> list[tuple[str, Value]]:
         return [(f"L{i}.{name}", p) for i, layer in enumerate(self.layers) for name, p in layer.named_parameters()]
+
+    def _name_parameters(self) -> None:
+        for i, layer in enumerate(self.layers):
+            layer._name_parameters(f"L{i}.")
 
     def __repr__(self) -> str:
         sizes = " -> ".join(f"{len(layer.neurons)} {layer.activation}" for layer in self.layers)
