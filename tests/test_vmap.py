@@ -217,3 +217,17 @@ def test_compiled_fit_stops_on_a_diverged_loss_like_eager():
     assert runs[1][0] == runs[0][0]
     np.testing.assert_allclose(runs[1][1], runs[0][1], rtol=1e-10)
     assert all(np.isfinite(runs[1][1]))
+
+
+def test_value_and_grad_refuses_a_parameter_listed_twice():
+    """Which copy would get the gradient is ambiguous: a named error, as the optimizers give."""
+    from chainrule import Value
+
+    w, v = Value(0.5), Value(-1.0)
+    batched = vmap(lambda x: (w * x[0] + v) ** 2, reduce="mean")
+    with pytest.raises(ValueError, match="more than once"):
+        batched.value_and_grad([w, w, v])
+    with pytest.raises(TypeError, match=r"params\[1\] must be a Value"):
+        batched.value_and_grad([w, 2.0])
+    loss, grad = batched.value_and_grad([w, v])(np.array([0.5, -1.0]), np.ones((3, 1)))
+    assert loss == pytest.approx(0.25) and grad.tolist() == pytest.approx([-1.0, -1.0])

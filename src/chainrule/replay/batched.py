@@ -212,6 +212,14 @@ class ArrayStep:
     def __init__(self, batched: Batched, params):
         self.batched = batched
         self.params = list(params)
+        for i, v in enumerate(self.params):
+            if not isinstance(v, Value):
+                raise TypeError(f"value_and_grad: params[{i}] must be a Value, got {type(v).__name__}")
+        ids = np.fromiter(map(id, self.params), dtype=np.int64, count=len(self.params))
+        if len(np.unique(ids)) != len(ids):
+            first = len(ids) - len(set(ids.tolist()))
+            raise ValueError(f"value_and_grad: params lists the same Value more than once ({first} repeat"
+                             f"{'s' * (first != 1)}); each parameter's gradient would be ambiguous. Pass each once")
         self._map = None
 
     def _mapping(self):

@@ -82,7 +82,7 @@ def plan(g: Graph, live_order: list | None = None) -> Program:
     # 1. Fuse sums, with numpy over all nodes at once. An addition used once, by an addition, is
     #    inner: it belongs to the sum of the outermost addition above it (found by pointer jumping:
     #    each round halves the distance). A sum's terms are the inputs of its additions that are
-    #    not inner ones, in the order they were added; a product used once, only there, becomes a
+    #    not inner ones, in the order they were made; a product used once, only there, becomes a
     #    dot-product pair of its two inputs.
     consumer = np.repeat(np.arange(n, dtype=np.intp), np.diff(ptr))       # the op of each edge
     parent = np.full(n, -1, dtype=np.intp)
@@ -115,7 +115,9 @@ def plan(g: Graph, live_order: list | None = None) -> Program:
     sum_number[sum_nodes] = np.arange(len(sum_nodes))
     counts = np.bincount(sum_number[owner] * _CLASSES + cls,
                          minlength=len(sum_nodes) * _CLASSES).reshape(-1, _CLASSES)
-    by_class = np.lexsort((np.arange(len(edge)), owner, cls))             # class, sum, then order
+    # Within a class, terms go in the order they were made: left to right as written whatever the
+    # association, so sums written a + (b + c) and (a + b) + c line up for a matrix product.
+    by_class = np.lexsort((term, owner, cls))            # class, sum, then order (a stable sort)
     left_sorted, right_sorted = left[by_class], right[by_class]
     flat = counts.T.reshape(-1)
     class_start = (np.cumsum(flat) - flat).reshape(_CLASSES, -1)          # where (class, sum) begins
