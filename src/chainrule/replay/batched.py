@@ -266,11 +266,14 @@ class ArrayStep:
             aux = b._aux(buffer) if b._has_aux else None
             grad = None
             if backward:
-                with buffer.lock:
-                    live_grad = buffer.run_backward(b._program, 0, b._seed(buffer.batch))
+                with buffer.lock:          # the buffer is this call's until it is given back below
+                    live_grad = buffer.run_backward(b._program, 0, b._seed(buffer.batch), copy=False)
                 src, dst, _ = self._map
-                grad = np.zeros(len(self.params))
-                grad[dst] = live_grad[src]
+                if isinstance(dst, slice) and dst.stop == len(self.params):
+                    grad = live_grad[src].copy()          # every parameter, in order: one copy
+                else:
+                    grad = np.zeros(len(self.params))
+                    grad[dst] = live_grad[src]
         finally:
             b._give_back(buffer)
         if backward and b.checks and not recorded:

@@ -106,6 +106,13 @@ class Index:
         idx = self.idx
         return lambda: buf[idx]
 
+    def rows(self, buf: np.ndarray):
+        """The rows of ``buf`` this index names, as one writable view, if they are distinct and
+        evenly spaced (a layer's weights); else None."""
+        if self.affine is None or not _distinct(self.shape, self.affine[1]):
+            return None
+        return _strided(buf, self.affine[0], self.shape, self.affine[1])
+
     def _plan_scatter(self):
         if self.affine is not None:
             base, strides = self.affine
@@ -285,6 +292,10 @@ class SumDot:
     def __init__(self, example: bool, start: int, stop: int, plains: list, dots: list, grid, reach: int):
         self.example, self.start, self.stop = example, start, stop
         self.plains, self.dots, self.grid, self.reach = plains, dots, grid, reach
+        # Set by the planner: the grid's operand whose gradient rows no other term adds into. Its
+        # matrix product then writes them directly (they are zero when backward starts), which
+        # spares a temporary the size of the weights and a pass adding it.
+        self.sole_writer = (False, False)
 
     def bind(self, bufs: tuple, gbufs: tuple):
         batched = self.example and bufs[1].ndim == 2
@@ -329,6 +340,10 @@ class SumDot:
             add_A = ga.adder(gbufs, batched, raw=True) if grid[2] else None
             add_B = gb.adder(gbufs, batched, raw=True) if grid[3] else None
             g_m = g.reshape((n_b, n_a) + g.shape[1:])
+            # The shapes below that write a product straight into its operand's gradient rows.
+            direct = not batched or (not per_example_a and n_b == 1 and gb.example)
+            into_A = ga.index.rows(_buffers(gbufs, ga.example)) if direct and add_A and self.sole_writer[0] else None
+            into_B = gb.index.rows(_buffers(gbufs, gb.example)) if direct and add_B and self.sole_writer[1] else None
 
         def backward(check: bool = True):
             g_col = g[:, None]
@@ -346,14 +361,22 @@ class SumDot:
             # The '*' rule summed over the members that share an operand: matrix products, the
             # batch summed inside them for the shared weights.
             if not batched:
-                if add_A is not None:
+                if into_A is not None:
+                    np.matmul(g_m.T, read_B(), out=into_A)
+                elif add_A is not None:
                     add_A(g_m.T @ read_B())
-                if add_B is not None:
+                if into_B is not None:
+                    np.matmul(g_m, read_A(), out=into_B)
+                elif add_B is not None:
                     add_B(g_m @ read_A())
             elif not per_example_a and n_b == 1:
-                if add_A is not None:
-                    add_A(g_m[0] @ read_B()[0].T)       # (n_a, z) @ (z, k): the batch summed inside
-                if add_B is not None:
+                if into_A is not None:
+                    np.matmul(g_m[0], read_B()[0].T, out=into_A)   # (n_a, z) @ (z, k): the batch summed inside
+                elif add_A is not None:
+                    add_A(g_m[0] @ read_B()[0].T)
+                if into_B is not None:
+                    np.matmul(read_A().T, g_m[0], out=into_B[0])
+                elif add_B is not None:
                     add_B((read_A().T @ g_m[0])[None])
             elif not per_example_a:
                 if add_A is not None:

@@ -264,6 +264,8 @@ def plan(g: Graph, live_order: list | None = None) -> Program:
                                          [need for _, need in refs], key[2]))
 
     p.n_live, p.n_S, p.n_E = n_live, next_S, next_E
+    p.outs = [(bool(example[i]), int(slot[i])) for i in g.roots]
+    _find_sole_writers(p)
     live_nodes = np.flatnonzero(is_live)
     by_slot = live_nodes[np.argsort(slot[live_nodes])]
     by_slot = by_slot.tolist()
@@ -272,7 +274,6 @@ def plan(g: Graph, live_order: list | None = None) -> Program:
     made_by_op = np.fromiter(map(operator.is_not, map(_node_of, p.live), repeat(None)), dtype=bool, count=len(by_slot))
     p.frontier = [s for s in np.flatnonzero(made_by_op).tolist() if p.live[s]._prev]
     p.consts = g.data[consts]
-    p.outs = [(bool(example[i]), int(slot[i])) for i in g.roots]
     data = g.data
     p.first_S, p.first_E = np.zeros(p.n_S), np.zeros(p.n_E)
     shared = (slot >= 0) & ~example
@@ -281,3 +282,31 @@ def plan(g: Graph, live_order: list | None = None) -> Program:
     p.first_E[slot[per_example]] = data[per_example]
     p.n_nodes, p.n_fused = n, int(absorbed.sum())
     return p
+
+
+def _find_sole_writers(p: Program) -> None:
+    """Mark each matrix product's operand whose gradient rows receive nothing else: no other term
+    of any kernel, and no output's seed. Backward then writes them instead of adding into them."""
+    writes = [np.zeros(p.n_S, dtype=np.intp), np.zeros(p.n_E, dtype=np.intp)]
+
+    def count(ref):
+        idx = ref.index.idx.reshape(-1)
+        writes[ref.example] += np.bincount(idx, minlength=len(writes[ref.example]))
+
+    for k in p.kernels:
+        if isinstance(k, SumDot):
+            terms = [(r, need) for r, need in k.plains]
+            terms += [(r, need) for a, b, na, nb in k.dots for r, need in ((a, na), (b, nb))]
+            if k.grid is not None:
+                terms += [(k.grid[0], k.grid[2]), (k.grid[1], k.grid[3])]
+        else:
+            terms = list(zip(k.refs, k.needs))
+        for ref, need in terms:
+            if need:
+                count(ref)
+    for example, s in p.outs:
+        writes[example][s] += 1
+    for k in p.kernels:
+        if isinstance(k, SumDot) and k.grid is not None:
+            k.sole_writer = tuple(bool(need) and bool(np.all(writes[ref.example][ref.index.idx] == 1))
+                                  for ref, need in ((k.grid[0], k.grid[2]), (k.grid[1], k.grid[3])))

@@ -74,8 +74,9 @@ class _Buffer:
                     forward(True)
         self.finite = finite
 
-    def run_backward(self, program: Program, out: int, seed: float) -> np.ndarray:
-        """Gradients of the live Values (by slot) from output ``out`` seeded with ``seed``."""
+    def run_backward(self, program: Program, out: int, seed: float, copy: bool = True) -> np.ndarray:
+        """Gradients of the live Values (by slot) from output ``out`` seeded with ``seed`` (with
+        ``copy=False``, a view of this buffer, valid while the caller holds it)."""
         bit = 1 << out
         with np.errstate(all="ignore"), _naming_user_rules(self.kernels):
             done = False
@@ -93,7 +94,7 @@ class _Buffer:
                 for reach, backward in self.backward:
                     if reach & bit:
                         backward(True)
-        return self.gS[:program.n_live].copy()
+        return self.gS[:program.n_live].copy() if copy else self.gS[:program.n_live]
 
     def _seed(self, program: Program, out: int, seed: float) -> None:
         self.grads.fill(0.0)
