@@ -231,3 +231,38 @@ def test_value_and_grad_refuses_a_parameter_listed_twice():
         batched.value_and_grad([w, 2.0])
     loss, grad = batched.value_and_grad([w, v])(np.array([0.5, -1.0]), np.ones((3, 1)))
     assert loss == pytest.approx(0.25) and grad.tolist() == pytest.approx([-1.0, -1.0])
+
+
+def test_matrix_products_write_weight_gradients_directly_only_where_nothing_else_adds_there():
+    """A layer's weight gradient is written by its matrix product when no other term adds into those
+    rows; a layer used twice, or a weight that is also an output, keeps adding. Gradients equal eager."""
+    from chainrule.nn import Layer
+
+    random.seed(4)
+    layer, head = Layer(3, 4, activation="relu"), Layer(4, 1, activation="linear")
+    X = np.random.default_rng(4).normal(size=(6, 3))
+
+    def once(x):
+        return head(layer(x)) ** 2
+
+    def twice(x):
+        return head(layer(layer([xi * 0.5 + 0.1 for xi in x])[:3])) ** 2
+
+    def also_output(x):
+        return head(layer(x)) ** 2, layer.neurons[0].w[0]
+
+    for fn, direct in ((once, True), (twice, False), (also_output, False)):
+        batched = vmap(fn, reduce="mean")
+        params = layer.parameters() + head.parameters()
+        loss = batched(X)
+        for p in params:
+            p.grad = 0.0
+        loss.backward()
+        replayed = [p.grad for p in params]
+        for p in params:
+            p.grad = 0.0
+        eager = sum((fn(list(x))[0] if fn is also_output else fn(list(x))) for x in X) * (1 / len(X))
+        eager.backward()
+        assert replayed == pytest.approx([p.grad for p in params], rel=1e-12, abs=1e-12)
+        grids = [k for k in batched._program.kernels if isinstance(k, SumDot) and k.grid is not None]
+        assert all(k.sole_writer[0] for k in grids) is direct and any(k.sole_writer[0] for k in grids)
