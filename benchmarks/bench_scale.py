@@ -10,9 +10,13 @@ output, softmax cross-entropy, Adam with lr 1e-3, minibatches of 128, float64, o
   the same initial weights (copied from the chainrule model), the same batches in the same order
   (the order ``fit`` draws with that seed), ``torch.optim.Adam`` lr 1e-3.
 
-Each library at each size runs in a fresh process (so peak RSS is its own), with BLAS limited to
-one thread. Per size it prints: the first step's seconds (chainrule: recording included), the
-steady step time of each (median over repetitions of the median step after the first), their ratio,
+Each library at each size runs in a fresh process per repetition (so peak RSS is its own), the two
+libraries alternating (chainrule, PyTorch, chainrule, ...) so that a machine whose speed drifts
+during the run weighs on both alike, with BLAS limited to one thread. Each process first trains once
+untimed (a warm-up; the first step reported is that run's, the cold start a user sees), then the
+timed run. Per size it prints: the first step's seconds (chainrule: recording included), the steady
+step time of each (median over repetitions of the median step after the first), their ratio (the
+median over repetitions of each pair's own ratio: the two runs of a pair are adjacent in time),
 peak RSS of each process, final accuracy on the training set, and the largest difference between
 the two libraries' per-step losses (same data, weights and batches: they must agree closely, else
 the comparison is not like for like). chainrule's steps are timed by the optimizer itself (an Adam
@@ -53,6 +57,7 @@ DEFAULT_SIZES = ["64,128,10", "256,256,10", "784,256,10"]
 CLASSES = 10
 SEPARATION = 10.0  # typical distance between two class centroids, in noise widths
 LR = 1e-3
+WARMUP = 1        # runs per process before the timed one(s): their steps warm caches and allocators
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
 
 
@@ -128,7 +133,7 @@ def worker_chainrule(spec: dict) -> dict:
     X, y, _, weights = read_spec(spec)
     widths, steps = spec["widths"], spec["steps"]
     firsts, per_step = [], []
-    for _ in range(spec["reps"]):
+    for rep in range(WARMUP + spec["reps"]):
         model = MLP(widths[0], widths[1:], activation="relu", output_activation="linear")
         load_into(model, weights)
         opt = TimedAdam(model.parameters(), lr=LR)
@@ -140,6 +145,7 @@ def worker_chainrule(spec: dict) -> dict:
                              f"{len(opt.ended)} times: this benchmark cannot time its steps")
         firsts.append(opt.ended[0] - start)
         per_step.append(statistics.median(np.diff(opt.ended).tolist()))
+    firsts, per_step = firsts[:1], per_step[WARMUP:]
     return {"first_s": statistics.median(firsts), "step_s": statistics.median(per_step), "step_s_all": per_step,
             "accuracy": accuracy(predict(model, X, compiled=True), y), "losses": list(history.loss),
             "rss_mib": peak_rss_mib()}
@@ -166,7 +172,7 @@ def worker_torch(spec: dict) -> dict:
         return torch.nn.Sequential(*layers)
 
     firsts, per_step = [], []
-    for _ in range(spec["reps"]):
+    for rep in range(WARMUP + spec["reps"]):
         model = make_model()
         opt = torch.optim.Adam(model.parameters(), lr=LR)
         times, losses = [], []
@@ -181,6 +187,7 @@ def worker_torch(spec: dict) -> dict:
             losses.append(loss.item())
         firsts.append(times[0])
         per_step.append(statistics.median(times[1:]))
+    firsts, per_step = firsts[:1], per_step[WARMUP:]
     with torch.no_grad():
         acc = float((model(Xt).argmax(dim=1) == yt).double().mean())
     return {"first_s": statistics.median(firsts), "step_s": statistics.median(per_step), "step_s_all": per_step,
@@ -203,9 +210,10 @@ def worker_demo_chainrule(spec: dict) -> dict:
     recorded(X, y)                               # the first step's forward: the recording
     first = time.perf_counter() - t0
     per_step, loss = [], None
-    for _ in range(spec["reps"]):
+    for _ in range(WARMUP + spec["reps"]):
         times, loss = bench.run_chainrule(weights, X, y, spec["steps"], compiled=True)
         per_step.append(statistics.median(times))
+    per_step = per_step[WARMUP:]
     return {"first_s": first, "step_s": statistics.median(per_step), "step_s_all": per_step, "final_loss": loss,
             "rss_mib": peak_rss_mib()}
 
@@ -213,10 +221,11 @@ def worker_demo_chainrule(spec: dict) -> dict:
 def worker_demo_torch(spec: dict) -> dict:
     bench, X, y, weights = demo_setup(spec)
     firsts, per_step, loss = [], [], None
-    for _ in range(spec["reps"]):
+    for _ in range(WARMUP + spec["reps"]):
         times, loss = bench.run_torch(weights, X, y, spec["steps"])
         firsts.append(times[0])
         per_step.append(statistics.median(times[1:]))
+    firsts, per_step = firsts[:1], per_step[WARMUP:]
     return {"first_s": statistics.median(firsts), "step_s": statistics.median(per_step), "step_s_all": per_step,
             "final_loss": loss, "rss_mib": peak_rss_mib()}
 
@@ -271,6 +280,34 @@ def run_worker(kind: str, spec: dict, timeout: float, env: dict) -> dict | str:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def run_pair(kinds: tuple[str, str], spec: dict, timeout: float, env: dict) -> list:
+    """Both libraries' workers, alternating, one fresh process per repetition each (chainrule,
+    PyTorch, chainrule, ...): a machine that slows down or speeds up during the run then weighs
+    on both columns alike. Each result merges its repetitions: medians of their first-step and
+    step times, the largest peak RSS, the last run's accuracy and losses."""
+    runs: list[list] = [[], []]
+    for _ in range(spec["reps"]):
+        for who, kind in enumerate(kinds):
+            runs[who].append(run_worker(kind, dict(spec, reps=1), timeout, env))
+    merged = []
+    for results in runs:
+        failed = [r for r in results if isinstance(r, str)]
+        if failed:
+            merged.append(failed[0])
+            continue
+        last = dict(results[-1])
+        last["first_s"] = statistics.median(r["first_s"] for r in results)
+        last["step_s"] = statistics.median(r["step_s"] for r in results)
+        last["step_s_all"] = [r["step_s"] for r in results]
+        last["rss_mib"] = max(r["rss_mib"] for r in results)
+        merged.append(last)
+    if all(isinstance(m, dict) for m in merged):
+        # The ratio of each repetition's pair (run one after the other), then their median: a
+        # drift in the machine's speed between repetitions cancels within each pair.
+        merged[0]["ratio"] = statistics.median(a["step_s"] / b["step_s"] for a, b in zip(*runs))
+    return merged
+
+
 def fmt_time(seconds: float) -> str:
     return f"{seconds * 1e3:.2f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
@@ -284,7 +321,7 @@ def print_row(name: str, ours, theirs, extra: str) -> None:
                 print(f"{'':24s} {who}: first step {fmt_time(res['first_s'])}, step {fmt_time(res['step_s'])}, "
                       f"peak RSS {res['rss_mib']:.0f} MiB")
         return
-    ratio = ours["step_s"] / theirs["step_s"]
+    ratio = ours.get("ratio", ours["step_s"] / theirs["step_s"])
     print(f"{name:24s}{fmt_time(ours['first_s']):>12s}{fmt_time(theirs['first_s']):>12s}"
           f"{fmt_time(ours['step_s']):>12s}{fmt_time(theirs['step_s']):>12s}{ratio:>8.2f}x"
           f"{ours['rss_mib']:>9.0f}{theirs['rss_mib']:>9.0f}  {extra}")
@@ -313,8 +350,7 @@ def sweep(args, env: dict) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for widths, batch in runs:
             spec = write_task(tmp, widths, max(args.examples, 2 * batch), batch, steps, args.reps, args.seed)
-            ours = run_worker("chainrule", spec, args.timeout, env)
-            theirs = run_worker("torch", spec, args.timeout, env)
+            ours, theirs = run_pair(("chainrule", "torch"), spec, args.timeout, env)
             name = f"MLP({widths[0]}, {widths[1:]})"
             if isinstance(ours, str) or isinstance(theirs, str):
                 print(f"{name:24s}{batch:>6d}  chainrule: {ours if isinstance(ours, str) else 'ok'}; "
@@ -322,7 +358,7 @@ def sweep(args, env: dict) -> None:
                 continue
             macs = batch * sum(a * b for a, b in zip(widths, widths[1:]))
             print(f"{name:24s}{batch:>6d}{fmt_time(ours['step_s']):>12s}{fmt_time(theirs['step_s']):>12s}"
-                  f"{ours['step_s'] / theirs['step_s']:>7.2f}x{ours['step_s'] / macs * 1e9:>13.2f}"
+                  f"{ours.get('ratio', ours['step_s'] / theirs['step_s']):>7.2f}x{ours['step_s'] / macs * 1e9:>13.2f}"
                   f"{theirs['step_s'] / macs * 1e9:>13.2f}")
     print(f"\nload average now {os.getloadavg()[0]:.2f} (timings on a loaded machine are noisy)")
 
@@ -332,7 +368,8 @@ def main(argv=None) -> None:
     parser.add_argument("--sizes", nargs="+", default=DEFAULT_SIZES, metavar="W,W,...",
                         help="MLP widths inputs,hidden...,classes (default: %(default)s)")
     parser.add_argument("--steps", type=int, default=100, help="training steps per run (default: %(default)s)")
-    parser.add_argument("--reps", type=int, default=3, help="repetitions per process; medians (default: %(default)s)")
+    parser.add_argument("--reps", type=int, default=3,
+                        help="repetitions, each a fresh process per library, alternating; medians (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds allowed per process (default: %(default)s)")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--examples", type=int, default=2048, help="training examples (default: %(default)s)")
@@ -355,7 +392,8 @@ def main(argv=None) -> None:
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; numpy {np.__version__}, "
           f"torch {torch.__version__}; one BLAS thread; float64")
     print(f"synthetic {CLASSES}-class task, {args.examples} examples; Adam lr {LR:g}, batch {args.batch}, "
-          f"{args.steps} steps, {args.reps} repetitions per process, timeout {args.timeout:g} s per process\n")
+          f"{args.steps} steps, {args.reps} repetitions (a fresh process each, libraries alternating), "
+          f"timeout {args.timeout:g} s per process\n")
     print(f"{'':24s}{'first step':>24s}{'step (median)':>24s}{'ratio':>9s}{'peak RSS MiB':>18s}")
     print(f"{'model, batch ' + str(args.batch):24s}{'chainrule':>12s}{'PyTorch':>12s}{'chainrule':>12s}"
           f"{'PyTorch':>12s}{'':>9s}{'chainrule':>9s}{'PyTorch':>9s}  train accuracy; loss difference")
@@ -365,8 +403,7 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for widths in sizes:
             spec = write_task(tmp, widths, args.examples, args.batch, args.steps, args.reps, args.seed)
-            ours = run_worker("chainrule", spec, args.timeout, env)
-            theirs = run_worker("torch", spec, args.timeout, env)
+            ours, theirs = run_pair(("chainrule", "torch"), spec, args.timeout, env)
             extra = ""
             if isinstance(ours, dict) and isinstance(theirs, dict):
                 gap = max(abs(a - b) for a, b in zip(ours["losses"], theirs["losses"]))
@@ -375,8 +412,7 @@ def main(argv=None) -> None:
 
         if not args.no_demo:
             spec = {"seed": 1, "steps": 100, "reps": max(args.reps, 3)}
-            ours = run_worker("demo-chainrule", spec, args.timeout, env)
-            theirs = run_worker("demo-torch", spec, args.timeout, env)
+            ours, theirs = run_pair(("demo-chainrule", "demo-torch"), spec, args.timeout, env)
             extra = ""
             if isinstance(ours, dict) and isinstance(theirs, dict):
                 extra = f"final loss {ours['final_loss']:.6f} vs {theirs['final_loss']:.6f}"

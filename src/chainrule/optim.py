@@ -54,10 +54,13 @@ from __future__ import annotations
 
 import math
 import numbers
+import operator
 from typing import Callable, Iterable, Union
 
 from .engine import Value
 from .mathspace import ARRAY, SCALAR, floats_into
+
+_data, _grad = operator.attrgetter("data"), operator.attrgetter("grad")
 
 __all__ = ["Adam", "AdamW", "ArrayState", "OPTIMIZERS", "Optimizer", "SGD"]
 
@@ -231,8 +234,8 @@ class Optimizer:
 
         params = self.params
         p, g = np.empty(len(params)), np.empty(len(params))
-        floats_into(p, [v.data for v in params])
-        floats_into(g, [v.grad for v in params])
+        floats_into(p, list(map(_data, params)))
+        floats_into(g, list(map(_grad, params)))
         _run_rule(self._rule(ARRAY, lr, t), p, g, [self._slot(name, True) for name in self._slots])
         for v, x in zip(params, p.tolist()):
             v.data = x

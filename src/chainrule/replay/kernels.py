@@ -300,8 +300,8 @@ class SumDot:
     def bind(self, bufs: tuple, gbufs: tuple):
         batched = self.example and bufs[1].ndim == 2
         out = _buffers(bufs, self.example)[self.start:self.stop]
-        plains = [(r.reader(bufs, batched), need) for r, need in self.plains]
-        dots = [(a.reader(bufs, batched), b.reader(bufs, batched)) for a, b, _, _ in self.dots]
+        plains = [(r.reader(bufs, batched), r.shape[-1] == 1) for r, _ in self.plains]
+        dots = [(a.reader(bufs, batched), b.reader(bufs, batched), a.shape[-1] == 1) for a, b, _, _ in self.dots]
         grid = self.grid
         target, axis = out, 1                  # where plain terms go, and their terms' axis
         if grid is not None:
@@ -311,6 +311,7 @@ class SumDot:
             out_m = out.reshape((n_b, n_a) + out.shape[1:])
             per_example_a = ga.example and batched
             target, axis = out_m, 2             # plain terms come in the grid's shape
+        first = (slice(None),) * axis + (0,)    # the first term of each member (the batch axis comes after)
 
         def forward(check: bool = True):           # nothing to check: + and * as floats do them
             if grid is None:
@@ -323,10 +324,12 @@ class SumDot:
                 np.matmul(read_A(), read_B(), out=out_m)     # (n_a, k) @ (n_b, k, z): one BLAS call per b-row
             else:
                 out_m[...] = np.einsum("akz,bkz->baz", read_A(), read_B())
-            for read, _ in plains:     # (a sum of one term is not the term itself: -0.0 sums to 0.0)
-                target.__iadd__(read().sum(axis=axis))
-            for read_a, read_b in dots:
-                out.__iadd__((read_a() * read_b()).sum(axis=1))
+            # A part of one term is added as it is, without a reduction: into the matrix product
+            # or into 0.0, which the sum of that one term would give too (0.0 + -0.0 is 0.0).
+            for read, single in plains:
+                target.__iadd__(read()[first] if single else read().sum(axis=axis))
+            for read_a, read_b, single in dots:
+                out.__iadd__((read_a() * read_b())[:, 0] if single else (read_a() * read_b()).sum(axis=1))
 
         needs_any = any(n for _, n in self.plains) or any(na or nb for _, _, na, nb in self.dots) \
             or (grid is not None and (grid[2] or grid[3]))
@@ -335,7 +338,7 @@ class SumDot:
         g = _buffers(gbufs, self.example)[self.start:self.stop]
         plain_adds = [r.adder(gbufs, batched) for r, need in self.plains if need]
         dot_parts = [(read_a, read_b, a.adder(gbufs, batched) if na else None, b.adder(gbufs, batched) if nb else None)
-                     for (read_a, read_b), (a, b, na, nb) in zip(dots, self.dots) if na or nb]
+                     for (read_a, read_b, _), (a, b, na, nb) in zip(dots, self.dots) if na or nb]
         if grid is not None:
             add_A = ga.adder(gbufs, batched, raw=True) if grid[2] else None
             add_B = gb.adder(gbufs, batched, raw=True) if grid[3] else None

@@ -13,6 +13,7 @@ of two threads, never share one; adding into Values' ``.grad`` holds one lock.
 from __future__ import annotations
 
 import math
+import operator
 import threading
 from contextlib import contextmanager
 from typing import Iterator
@@ -30,6 +31,7 @@ from .record import record
 
 __all__ = ["Compiled", "ReplayValue"]
 
+_data = operator.attrgetter("data")
 _GRAD_LOCK = threading.Lock()          # one writer at a time into Values' .grad
 
 
@@ -228,7 +230,7 @@ class _Replay:
     def _read_live(self, S: np.ndarray) -> None:
         p = self._program
         if p.n_live:                    # the live Values are the first slots of S
-            floats_into(S, [v.data for v in p.live])
+            floats_into(S, list(map(_data, p.live)))
 
     def _check_model(self) -> None:
         if self._structure is not None and structure_of(self.fn) != self._structure:
