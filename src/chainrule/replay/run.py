@@ -15,8 +15,6 @@ from __future__ import annotations
 import math
 import operator
 import threading
-from contextlib import contextmanager
-from typing import Iterator
 
 import numpy as np
 
@@ -104,20 +102,29 @@ class _Buffer:
         (self.gE if example else self.gS)[s] += seed
 
 
-@contextmanager
-def _naming_user_rules(kernels) -> Iterator[None]:
+class _naming_user_rules:
     """A rule added with chainrule.primitive that works on floats but not on arrays (a Python ``if``
     on its input, ``math.*``) fails inside numpy with a message that names nothing of the user's:
-    say which op it is and how to write it. Errors of the built-in rules pass unchanged."""
-    try:
-        yield
-    except (TypeError, ValueError) as e:
+    say which op it is and how to write it. Errors of the built-in rules pass unchanged. (A class,
+    not a generator: it wraps every pass, and a generator's context costs a few microseconds.)"""
+
+    __slots__ = ("kernels",)
+
+    def __init__(self, kernels):
+        self.kernels = kernels
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, e, tb) -> bool:
+        if e is None or not isinstance(e, (TypeError, ValueError)):
+            return False
         if not isinstance(e, TypeError) and "truth value" not in str(e):
-            raise
-        users = sorted({k.prim.name for k in kernels if getattr(k, "prim", None) is not None
+            return False
+        users = sorted({k.prim.name for k in self.kernels if getattr(k, "prim", None) is not None
                         and k.prim.name not in BUILTIN})
         if not users:
-            raise
+            return False
         raise TypeError(f"the replay could not run the rule of {', '.join(map(repr, users))} on arrays ({e}): "
                         f"write its forward and backward with m's functions and arithmetic only, m.where(...) "
                         f"for a choice instead of a Python if, so that they run on arrays too") from None
