@@ -210,7 +210,13 @@ def plan(g: Graph, live_order: list | None = None) -> Program:
     if live_order:
         found = g.find_live(live_order)
         place_live(found[found >= 0])
-    for spec in sorted(specs, key=lambda s: not s[1][0]):     # per-example groups read weights first
+    # The others in the order of the group that reads most of them first (an L2 penalty over all
+    # the parameters, else the widest layer's weights): that group then reads one contiguous run,
+    # and a layer whose weights lie in neuron order still reads them as a strided matrix.
+    def live_read(spec) -> int:
+        nodes = np.concatenate([np.asarray(x).reshape(-1) for x in read_arrays(spec)])
+        return -len(np.unique(nodes[is_live[nodes]]))
+    for spec in sorted(specs, key=live_read):
         for nodes in read_arrays(spec):
             place_live(nodes)
     place_live(np.arange(n))                                   # live Values no group reads (an output)
