@@ -267,3 +267,15 @@ def test_matrix_products_write_weight_gradients_directly_only_where_nothing_else
         assert replayed == pytest.approx([p.grad for p in params], rel=1e-12, abs=1e-12)
         grids = [k for k in batched._program.kernels if isinstance(k, SumDot) and k.grid is not None]
         assert all(k.sole_writer[0] for k in grids) is direct and any(k.sole_writer[0] for k in grids)
+
+
+def test_a_function_with_no_outputs_gives_an_empty_array_per_example():
+    """Forward only, fn returning [] (or lists of nothing): an array with one empty row per example,
+    shaped like the outputs, as compile gives [] for one call."""
+    from chainrule import compile
+
+    X = np.ones((3, 2))
+    assert vmap(lambda x: [], reduce=None)(X).shape == (3, 0)
+    assert vmap(lambda x: [[], []], reduce=None)(X).shape == (3, 2, 0)
+    assert compile(lambda x: []).batch(X).shape == (3, 0)
+    assert compile(lambda x: [])(X[0]) == []

@@ -409,7 +409,8 @@ def _forward_rows(owner: _Replay, arrays: list, shapes: list, tree: list, chunk:
             _feed_rows(buffer.E, [a[lo:hi] for a in arrays])
             owner._read_live(buffer.S)
             buffer.run_forward()
-            results.append(np.stack([buffer.E[s] if ex else np.full(hi - lo, buffer.S[s]) for ex, s in p.outs], 1))
+            columns = [buffer.E[s] if ex else np.full(hi - lo, buffer.S[s]) for ex, s in p.outs]
+            results.append(np.stack(columns, 1) if columns else np.empty((hi - lo, 0)))
         finally:
             if hi - lo == step:
                 owner._give_back(buffer)
