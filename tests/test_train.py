@@ -397,3 +397,22 @@ def test_compiled_fit_learns_digits():
                   batch_size=32, compiled=True, progress=False, seed=0)
     assert history.loss[-1] < history.loss[0] / 5
     assert accuracy(predict(model, X_test - mean, compiled=True), y_test) > 0.95
+
+
+@pytest.mark.parametrize("with_callback", [False, True])
+def test_compiled_fit_leaves_every_gradient_as_eager_fit_does(with_callback):
+    """Parameters outside the optimizer are not zeroed between steps, so eagerly their .grad sums the
+    steps' gradients; compiled fit ends with the same numbers (and at every callback)."""
+    X = np.random.default_rng(0).normal(size=(16, 2))
+    y = (X[:, 0] > 0).astype(int)
+    seen = {}
+    for compiled in (False, True):
+        random.seed(0)
+        model = MLP(2, [3, 1])
+        grads = []
+        callbacks = [lambda k, history, m: grads.append([p.grad for p in m.parameters()])] if with_callback else None
+        fit(model, X, y, loss="hinge", optimizer=SGD(model.layers[1].parameters(), lr=0.1), batch_size=8,
+            steps=3, compiled=compiled, progress=False, seed=0, callbacks=callbacks)
+        seen[compiled] = grads + [[p.grad for p in model.parameters()]]
+    assert np.abs(np.array(seen[False][-1][:9])).max() > 0          # the first layer's gradients are kept
+    np.testing.assert_allclose(seen[True], seen[False], rtol=1e-12, atol=1e-12)

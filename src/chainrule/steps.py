@@ -204,6 +204,7 @@ class ReplayedSteps:
         if self.grad is not None:
             for p, g in zip(self.optimizer.params, self.grad.tolist()):
                 p.grad = g
+        self.value_and_grad.add_unseen_grads()      # Values outside the optimizer accumulate, as eagerly
 
     def resume(self) -> None:
         """After a callback: refuse a model whose structure changed, read the Values back."""

@@ -221,6 +221,7 @@ class ArrayStep:
             raise ValueError(f"value_and_grad: params lists the same Value more than once ({first} repeat"
                              f"{'s' * (first != 1)}); each parameter's gradient would be ambiguous. Pass each once")
         self._map = None
+        self._unseen = None         # gradients of the captured Values outside params, summed over calls
 
     def _mapping(self):
         p = self.batched._program
@@ -268,7 +269,9 @@ class ArrayStep:
             if backward:
                 with buffer.lock:          # the buffer is this call's until it is given back below
                     live_grad = buffer.run_backward(b._program, 0, b._seed(buffer.batch), copy=False)
-                src, dst, _ = self._map
+                src, dst, other = self._map
+                if other:
+                    self._unseen = live_grad[other] + (0.0 if self._unseen is None else self._unseen)
                 if isinstance(dst, slice) and dst.stop == len(self.params):
                     grad = live_grad[src].copy()          # every parameter, in order: one copy
                 else:
@@ -280,6 +283,17 @@ class ArrayStep:
             b.checks -= 1
             b._check_eagerly(arrays, fill)
         return ((loss, aux) if b._has_aux else loss), grad
+
+    def add_unseen_grads(self) -> None:
+        """Add into the ``.grad`` of the captured Values that are not in params what the calls since
+        the last time gave them, as eager backward would have at each call (``fit`` does this when it
+        writes its arrays back, so a model's parameters outside the optimizer end as eagerly)."""
+        if self._unseen is None:
+            return
+        live = self.batched._program.live
+        for s, g in zip(self._map[2], self._unseen.tolist()):
+            live[s].grad += g
+        self._unseen = None
 
     def __call__(self, data, *args):
         """``(loss, grad)``; ``loss`` is ``(loss, aux)`` when fn returns a pair."""
