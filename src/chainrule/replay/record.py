@@ -76,9 +76,6 @@ class Graph:
     def __len__(self) -> int:
         return len(self.values)
 
-    def kids_of(self, i: int) -> list[int]:
-        return self.kids[self.ptr[i]:self.ptr[i + 1]].tolist()
-
     def find_live(self, values: list) -> np.ndarray:
         """The node of each of ``values`` among the live ones (-1 for a Value not live here)."""
         return Ids(self.values[:self.n_live]).find(values)
@@ -278,9 +275,9 @@ def _propagate(state: list, ptr: np.ndarray, kids: np.ndarray) -> list:
     Ops of one or two inputs (nearly all) run in one tight loop; others are marked -1 there."""
     count = ptr[1:] - ptr[:-1]
     ops = np.flatnonzero(count > 0)
-    small = count[ops] <= 2
-    first = np.where(small, kids[np.minimum(ptr[ops], max(len(kids) - 1, 0))], -1)
-    second = np.where(count[ops] == 2, kids[np.minimum(ptr[ops] + 1, max(len(kids) - 1, 0))], first)
+    first = _nth_kid(ptr, kids, 0)[ops]
+    second = np.where(count[ops] == 2, _nth_kid(ptr, kids, 1)[ops], first)
+    first[count[ops] > 2] = -1
     for i, a, b in zip(ops.tolist(), first.tolist(), second.tolist()):
         if a >= 0:
             state[i] = state[a] | state[b]
