@@ -8,9 +8,12 @@
    one output runs only kernels on its paths, so another output's numbers cannot leak into it.
 4. Grids: when a group's products pair every row of a shared matrix (the weights) with the same
    per-example rows (the layer's inputs), the group is a matrix product.
-5. Lay out: shared buffer = live Values (placed in the order the first group reads them, so a
-   layer's weights lie as a matrix), constants, shared groups; per-example buffer = inputs, then
-   per-example groups. Each group writes a contiguous range, so the next layer reads a view.
+5. Lay out: shared buffer = live Values (an optimizer's parameters in its order, the others in the
+   order of the group that reads the most of them, so a layer's weights lie as a strided matrix),
+   constants, shared groups; per-example buffer = inputs, then per-example groups. Each group
+   writes a contiguous range, so the next layer reads a view.
+6. Sole writers: a matrix product whose operand's gradient rows receive nothing else writes them
+   directly in backward, instead of adding a temporary into them.
 """
 
 from __future__ import annotations
@@ -71,8 +74,8 @@ def plan(g: Graph, live_order: list | None = None) -> Program:
     """The program for recording ``g``. ``live_order`` (a list of Values, e.g. an optimizer's
     parameters) puts those live Values first, in that order, so that an array holding their numbers
     in that order is the shared buffer's first rows as they are (no gather); a layer's weights then
-    lie as a strided matrix, still a view. Without it, live Values are placed in the order the
-    first group reads them."""
+    lie as a strided matrix, still a view. The other live Values are placed in the order of the
+    group that reads the most of them."""
     n = len(g)
     kind, example, fanout, ptr, kids = g.kind, g.example, g.fanout, g.ptr, g.kids
     code = {id(r): c for c, r in enumerate(g.rules)}
@@ -152,13 +155,12 @@ def plan(g: Graph, live_order: list | None = None) -> Program:
             shape = (g.rules[rule_list[i]].name, tuple(example[kids[ptr[i]:ptr[i + 1]]].tolist()))
         groups.setdefault((ex_i, lv, reach[i], rule_list[i], shape), []).append(i)
     order = sorted(groups, key=lambda k: (k[0], k[1], k[2], k[3], repr(k[4])))
-    sums = is_sum
 
     # 4. Member order (a grid permutes it) and the node arrays each kernel reads.
     specs = []
     for key in order:
         members = groups[key]
-        if sums[members[0]]:
+        if is_sum[members[0]]:
             at = np.array(members, dtype=np.intp)
             cols = [None] * _CLASSES
             for c, k in enumerate(key[4][1:]):
@@ -293,12 +295,7 @@ def plan(g: Graph, live_order: list | None = None) -> Program:
 def _find_sole_writers(p: Program) -> None:
     """Mark each matrix product's operand whose gradient rows receive nothing else: no other term
     of any kernel, and no output's seed. Backward then writes them instead of adding into them."""
-    writes = [np.zeros(p.n_S, dtype=np.intp), np.zeros(p.n_E, dtype=np.intp)]
-
-    def count(ref):
-        idx = ref.index.idx.reshape(-1)
-        writes[ref.example] += np.bincount(idx, minlength=len(writes[ref.example]))
-
+    targets: list[list] = [[], []]            # slots written, in the shared and the per-example buffer
     for k in p.kernels:
         if isinstance(k, SumDot):
             terms = [(r, need) for r, need in k.plains]
@@ -309,9 +306,11 @@ def _find_sole_writers(p: Program) -> None:
             terms = list(zip(k.refs, k.needs))
         for ref, need in terms:
             if need:
-                count(ref)
+                targets[ref.example].append(ref.index.idx.reshape(-1))
     for example, s in p.outs:
-        writes[example][s] += 1
+        targets[example].append(np.array([s], dtype=np.intp))
+    writes = [np.bincount(np.concatenate(t), minlength=size) if t else np.zeros(size, dtype=np.intp)
+              for t, size in zip(targets, (p.n_S, p.n_E))]
     for k in p.kernels:
         if isinstance(k, SumDot) and k.grid is not None:
             k.sole_writer = tuple(bool(need) and bool(np.all(writes[ref.example][ref.index.idx] == 1))
