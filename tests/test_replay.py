@@ -9,15 +9,7 @@ from hypothesis import strategies as st
 
 from chainrule import MLP, Value, no_grad
 from chainrule.replay import Compiled, ReplayMismatchError, ReplayValue, compile
-
-
-def assert_close(actual, expected, rtol=1e-12):
-    """Relative 1e-12, with an absolute floor of 1e-12 times the largest magnitude compared
-    (summation order differs between eager and replay, so a sum that cancels to ~0 cannot match
-    relative to itself)."""
-    actual, expected = np.asarray(actual, dtype=float), np.asarray(expected, dtype=float)
-    scale = max(1.0, float(np.max(np.abs(expected)))) if expected.size else 1.0
-    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale)
+from replay_checks import assert_close
 
 
 def moons(n=40, seed=3):

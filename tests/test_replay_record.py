@@ -16,19 +16,12 @@ import chainrule
 from chainrule import MLP, Value
 from chainrule.losses import l2_penalty
 from chainrule.replay import NotReplayableError
+from replay_checks import assert_close
 
 FMA = chainrule.primitive("record_fma", lambda m, a, b, c: a * b + c,
                           lambda m, g, out, a, b, c: (g * b, g * a, g), n_inputs=3, replace=True)
 CUBE = chainrule.primitive("record_cube", lambda m, a: a * a * a,
                            lambda m, g, out, a: (g * 3 * a * a,), replace=True)
-
-
-def assert_close(actual, expected, rtol=1e-12):
-    """Relative 1e-12 with an absolute floor scaled by the largest finite magnitude."""
-    actual, expected = np.asarray(actual, dtype=float), np.asarray(expected, dtype=float)
-    finite = expected[np.isfinite(expected)]
-    scale = max(1.0, float(np.max(np.abs(finite)))) if finite.size else 1.0
-    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale, equal_nan=True)
 
 
 def leaves(out) -> list:

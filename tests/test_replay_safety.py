@@ -10,15 +10,7 @@ import pytest
 
 from chainrule import MLP, Value, no_grad, primitive
 from chainrule.replay import NotReplayableError, ReplayMismatchError, compile, vmap
-
-
-def assert_close(actual, expected, rtol=1e-12):
-    """Relative 1e-12 with an absolute floor scaled by the largest finite magnitude; nan and inf
-    must sit in the same places."""
-    actual, expected = np.asarray(actual, dtype=float), np.asarray(expected, dtype=float)
-    finite = expected[np.isfinite(expected)]
-    scale = max(1.0, float(np.max(np.abs(finite)))) if finite.size else 1.0
-    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale, equal_nan=True)
+from replay_checks import assert_close
 
 
 # --- 1. captured interior nodes ----------------------------------------------------------------
