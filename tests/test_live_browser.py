@@ -12,21 +12,11 @@ import pytest
 from chainrule import MLP
 from chainrule.data import make_moons, train_test_split
 from chainrule.liveview import LiveServer, Trainer
-from test_browser import CHROMIUM_ARGS, MISSING, chromium_path
+from test_browser import MISSING, browser  # noqa: F401  (browser is a fixture)
 
 pytestmark = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
 
 DEADLINE_S = 60
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        instance = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        yield instance
-        instance.close()
 
 
 class Live:
