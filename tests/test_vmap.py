@@ -237,6 +237,7 @@ def test_matrix_products_write_weight_gradients_directly_only_where_nothing_else
     """A layer's weight gradient is written by its matrix product when no other term adds into those
     rows; a layer used twice, or a weight that is also an output, keeps adding. Gradients equal eager."""
     from chainrule.nn import Layer
+    from test_replay_record import check_vmap          # replay vs eager: loss and every gradient
 
     random.seed(4)
     layer, head = Layer(3, 4, activation="relu"), Layer(4, 1, activation="linear")
@@ -252,19 +253,7 @@ def test_matrix_products_write_weight_gradients_directly_only_where_nothing_else
         return head(layer(x)) ** 2, layer.neurons[0].w[0]
 
     for fn, direct in ((once, True), (twice, False), (also_output, False)):
-        batched = vmap(fn, reduce="mean")
-        params = layer.parameters() + head.parameters()
-        loss = batched(X)
-        loss = loss[0] if isinstance(loss, tuple) else loss           # (loss, aux) for also_output
-        for p in params:
-            p.grad = 0.0
-        loss.backward()
-        replayed = [p.grad for p in params]
-        for p in params:
-            p.grad = 0.0
-        eager = sum((fn(list(x))[0] if fn is also_output else fn(list(x))) for x in X) * (1 / len(X))
-        eager.backward()
-        assert replayed == pytest.approx([p.grad for p in params], rel=1e-12, abs=1e-12)
+        batched = check_vmap(fn, layer.parameters() + head.parameters(), [X, X[:4]], "mean")
         grids = [k for k in batched._program.kernels if isinstance(k, SumDot) and k.grid is not None]
         assert all(k.sole_writer[0] for k in grids) is direct and any(k.sole_writer[0] for k in grids)
 
