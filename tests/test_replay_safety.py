@@ -264,6 +264,54 @@ def test_a_user_rule_whose_backward_raises_on_floats_raises_in_the_replay():
 
 # --- 5. threads ---------------------------------------------------------------------------------
 
+def test_no_built_in_backward_rule_raises_on_floats():
+    """The replay skips the term of an input that no gradient needs (a fed input, a constant) for a
+    built-in rule, because eager's scalar rule could only matter there by raising: none of the
+    built-in backward rules does, at any number (they are written with the IEEE functions)."""
+    import itertools
+
+    from chainrule.mathspace import SCALAR
+    from chainrule.primitives import BUILTIN, PRIMITIVES
+
+    awkward = [0.0, -0.0, 1.0, -1.0, 0.5, -2.5, 3.0, 1e-310, 1e308, -1e308, math.inf, -math.inf, math.nan]
+    for name in sorted(BUILTIN):
+        prim = PRIMITIVES[name]
+        n = 1 if prim.kind == 3 else prim.n_inputs      # a constant-exponent row takes (a, k)
+        args = awkward if n < 3 else awkward[::3]
+        for xs in itertools.product(args, repeat=n + (prim.kind == 3)):
+            for g in (1.0, -0.0, math.inf, math.nan):
+                try:
+                    out = prim.forward(SCALAR, *xs)
+                except (ArithmeticError, ValueError):
+                    out = math.nan                  # eager raises in forward; backward never runs
+                terms = prim.backward(SCALAR, g, out, *xs)    # raises here only if a rule can
+                assert len(terms) == len(xs) - (prim.kind == 3), name
+
+
+def test_a_shared_bias_over_a_compiled_batch_sums_nan_and_inf_as_eager():
+    """A bias that every example of a compiled call shares gains the sum of their terms (one BLAS
+    product with ones): an example whose term is nan or inf makes the bias gradient nan or inf as
+    eager's one-by-one sum does, and finite batches agree with eager to rounding."""
+    layer = MLP(3, [4], activation="linear", output_activation="linear").layers[0]
+    params = layer.parameters()
+
+    def fn(X):                  # o * o: an example whose output is inf or nan sends inf or nan back
+        return sum((o * o for x in X for o in layer(x)), Value(0.0))
+
+    f = compile(fn)
+    batches = [[[1.0, 2.0, 3.0]] * 6, [[1.0, 2.0, 3.0], [math.inf, 0.0, 1.0], [0.5, -1.0, 2.0]] * 2,
+               [[1.0, 2.0, 3.0], [math.nan, 0.0, 1.0]] * 3, [[0.25, -0.5, 1.5]] * 6]
+    for X in batches:
+        for p in params:
+            p.grad = 0.0
+        f(X).backward()
+        replayed = [p.grad for p in params]
+        for p in params:
+            p.grad = 0.0
+        fn([[Value(v) for v in x] for x in X]).backward()
+        assert_close(replayed, [p.grad for p in params])
+
+
 def test_two_threads_accumulate_every_gradient():
     """Two threads calling a compiled function and backward() 200 times each add every gradient:
     the total equals the exact sum (each call has its own buffers; adding into .grad is locked)."""

@@ -13,7 +13,6 @@ of two threads, never share one; adding into Values' ``.grad`` holds one lock.
 from __future__ import annotations
 
 import math
-import operator
 import threading
 
 import numpy as np
@@ -29,7 +28,6 @@ from .record import record
 
 __all__ = ["Compiled", "ReplayValue"]
 
-_data = operator.attrgetter("data")
 _GRAD_LOCK = threading.Lock()          # one writer at a time into Values' .grad
 
 
@@ -237,7 +235,7 @@ class _Replay:
     def _read_live(self, S: np.ndarray) -> None:
         p = self._program
         if p.n_live:                    # the live Values are the first slots of S
-            floats_into(S, list(map(_data, p.live)))
+            floats_into(S, [v.data for v in p.live])     # a comprehension: see Optimizer._step_gathered
 
     def _check_model(self) -> None:
         if self._structure is not None and structure_of(self.fn) != self._structure:
