@@ -233,11 +233,13 @@ def test_value_and_grad_refuses_a_parameter_listed_twice():
     assert loss == pytest.approx(0.25) and grad.tolist() == pytest.approx([-1.0, -1.0])
 
 
-def test_matrix_products_write_weight_gradients_directly_only_where_nothing_else_adds_there():
-    """A layer's weight gradient is written by its matrix product when no other term adds into those
-    rows; a layer used twice, or a weight that is also an output, keeps adding. Gradients equal eager."""
+def test_matrix_products_write_weight_gradients_directly_only_where_nothing_wrote_before():
+    """A layer's weight gradient is written by its matrix product when nothing writes those rows
+    before it in backward; a layer used twice (the later use writes, the earlier one adds), or a
+    weight that is also an output (its seed comes first), keeps adding, and an L2 penalty on the
+    weights, which backward reaches after the layers, adds into what they wrote. Gradients equal eager."""
     from chainrule.nn import Layer
-    from test_replay_record import check_vmap          # replay vs eager: loss and every gradient
+    from test_replay_record import check_compiled, check_vmap   # replay vs eager: loss and every gradient
 
     random.seed(4)
     layer, head = Layer(3, 4, activation="relu"), Layer(4, 1, activation="linear")
@@ -255,7 +257,24 @@ def test_matrix_products_write_weight_gradients_directly_only_where_nothing_else
     for fn, direct in ((once, True), (twice, False), (also_output, False)):
         batched = check_vmap(fn, layer.parameters() + head.parameters(), [X, X[:4]], "mean")
         grids = [k for k in batched._program.kernels if isinstance(k, SumDot) and k.grid is not None]
-        assert all(k.sole_writer[0] for k in grids) is direct and any(k.sole_writer[0] for k in grids)
+        assert all(k.writes_first[0] for k in grids) is direct and any(k.writes_first[0] for k in grids)
+
+    params = layer.parameters() + head.parameters()
+
+    def penalised(x):
+        return head(layer(x)) ** 2 + 0.01 * sum((p * p for p in params), Value(0.0))
+
+    def penalised_batch(X):                        # compile: the whole batch in one recording
+        return sum((head(layer(x)) ** 2 for x in X), Value(0.0)) + 0.01 * sum((p * p for p in params), Value(0.0))
+
+    for make in (lambda: check_vmap(penalised, params, [X, X[:4]], "mean"),
+                 lambda: check_compiled(penalised_batch, params, [(X.tolist(),), ((X * 0.5 - 0.25).tolist(),)])):
+        replay = make()
+        grids = [k for k in replay._program.kernels if isinstance(k, SumDot) and k.grid is not None]
+        layers = [k for k in grids if k.grid[1].example]          # weights times a layer's inputs
+        penalty = [k for k in grids if not k.grid[1].example]     # the weights times themselves
+        assert len(layers) == 2 and all(k.writes_first[0] for k in layers), [k.writes_first for k in grids]
+        assert len(penalty) == 1 and penalty[0].writes_first == (False, False)
 
 
 def test_a_function_with_no_outputs_gives_an_empty_array_per_example():

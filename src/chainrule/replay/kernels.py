@@ -312,10 +312,10 @@ class SumDot:
     def __init__(self, example: bool, start: int, stop: int, plains: list, dots: list, grid, reach: int):
         self.example, self.start, self.stop = example, start, stop
         self.plains, self.dots, self.grid, self.reach = plains, dots, grid, reach
-        # Set by the planner: the grid's operand whose gradient rows no other term adds into. Its
-        # matrix product then writes them directly (they are zero when backward starts), which
-        # spares a temporary the size of the weights and a pass adding it.
-        self.sole_writer = (False, False)
+        # Set by the planner: the grid's operands whose gradient rows nothing writes before this
+        # kernel's product does in backward. The product then writes them directly (they are still
+        # zero), which spares a temporary the size of the weights and a pass adding it.
+        self.writes_first = (False, False)
 
     def bind(self, bufs: tuple, gbufs: tuple):
         batched = self.example and bufs[1].ndim == 2
@@ -368,8 +368,8 @@ class SumDot:
             g_T = g_m.T
             # The shapes below that write a product straight into its operand's gradient rows.
             direct = not batched or (not per_example_a and n_b == 1 and gb.example)
-            into_A = ga.index.rows(_buffers(gbufs, ga.example)) if direct and add_A and self.sole_writer[0] else None
-            into_B = gb.index.rows(_buffers(gbufs, gb.example)) if direct and add_B and self.sole_writer[1] else None
+            into_A = ga.index.rows(_buffers(gbufs, ga.example)) if direct and add_A and self.writes_first[0] else None
+            into_B = gb.index.rows(_buffers(gbufs, gb.example)) if direct and add_B and self.writes_first[1] else None
 
         g_col = g[:, None]
         g_plain = g_col if grid is None else g_m[:, :, None]

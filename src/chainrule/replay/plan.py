@@ -12,8 +12,8 @@
    order of the group that reads the most of them, so a layer's weights lie as a strided matrix),
    constants, shared groups; per-example buffer = inputs, then per-example groups. Each group
    writes a contiguous range, so the next layer reads a view.
-6. Sole writers: a matrix product whose operand's gradient rows receive nothing else writes them
-   directly in backward, instead of adding a temporary into them.
+6. First writers: a matrix product whose operand's gradient rows nothing writes before it in
+   backward writes them directly, instead of adding a temporary into them.
 """
 
 from __future__ import annotations
@@ -273,7 +273,7 @@ def plan(g: Graph, live_order: list | None = None) -> Program:
 
     p.n_live, p.n_S, p.n_E = n_live, next_S, next_E
     p.outs = [(bool(example[i]), int(slot[i])) for i in g.roots]
-    _find_sole_writers(p)
+    _find_first_writers(p)
     live_nodes = np.flatnonzero(is_live)
     by_slot = live_nodes[np.argsort(slot[live_nodes])]
     by_slot = by_slot.tolist()
@@ -292,26 +292,37 @@ def plan(g: Graph, live_order: list | None = None) -> Program:
     return p
 
 
-def _find_sole_writers(p: Program) -> None:
-    """Mark each matrix product's operand whose gradient rows receive nothing else: no other term
-    of any kernel, and no output's seed. Backward then writes them instead of adding into them."""
-    targets: list[list] = [[], []]            # slots written, in the shared and the per-example buffer
-    for k in p.kernels:
-        if isinstance(k, SumDot):
-            terms = [(r, need) for r, need in k.plains]
-            terms += [(r, need) for a, b, na, nb in k.dots for r, need in ((a, na), (b, nb))]
-            if k.grid is not None:
-                terms += [(k.grid[0], k.grid[2]), (k.grid[1], k.grid[3])]
-        else:
-            terms = list(zip(k.refs, k.needs))
-        for ref, need in terms:
-            if need:
-                targets[ref.example].append(ref.index.idx.reshape(-1))
+def _backward_terms(k) -> list:
+    """``(ref, needs)`` of every term kernel ``k``'s backward adds, in the order it adds them."""
+    if not isinstance(k, SumDot):
+        return list(zip(k.refs, k.needs))
+    terms = [(r, need) for r, need in k.plains]
+    terms += [(r, need) for a, b, na, nb in k.dots for r, need in ((a, na), (b, nb))]
+    if k.grid is not None:
+        terms += [(k.grid[0], k.grid[2]), (k.grid[1], k.grid[3])]
+    return terms
+
+
+def _find_first_writers(p: Program) -> None:
+    """Mark each matrix product's operand whose gradient rows nothing writes before it in backward:
+    no output's seed, no term of a kernel that backward runs earlier, no earlier term of its own
+    kernel. Those rows are still zero when it comes, so it writes them instead of adding into
+    them; terms that come later add as before (an L2 penalty on the same weights)."""
+    writes = []                                # (buffer, rows, position), in the order backward writes
     for example, s in p.outs:
-        targets[example].append(np.array([s], dtype=np.intp))
-    writes = [np.bincount(np.concatenate(t), minlength=size) if t else np.zeros(size, dtype=np.intp)
-              for t, size in zip(targets, (p.n_S, p.n_E))]
-    for k in p.kernels:
+        writes.append((example, np.array([s], dtype=np.intp), 0))
+    position, grid_terms = 0, []
+    for k in reversed(p.kernels):              # backward runs the kernels in reverse
+        terms = _backward_terms(k)
+        for ref, need in terms:
+            position += 1
+            if need:
+                writes.append((ref.example, ref.index.idx.reshape(-1), position))
         if isinstance(k, SumDot) and k.grid is not None:
-            k.sole_writer = tuple(bool(need) and bool(np.all(writes[ref.example][ref.index.idx] == 1))
-                                  for ref, need in ((k.grid[0], k.grid[2]), (k.grid[1], k.grid[3])))
+            grid_terms.append((k, position - 1, position))
+    first = [np.full(p.n_S, -1, dtype=np.intp), np.full(p.n_E, -1, dtype=np.intp)]
+    for example, rows, at in reversed(writes):    # earlier writers overwrite later ones
+        first[example][rows] = at
+    for k, at_a, at_b in grid_terms:
+        k.writes_first = tuple(bool(need) and bool(np.all(first[ref.example][ref.index.idx] == at))
+                               for ref, need, at in ((k.grid[0], k.grid[2], at_a), (k.grid[1], k.grid[3], at_b)))
