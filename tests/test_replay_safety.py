@@ -331,6 +331,57 @@ def test_two_threads_accumulate_every_gradient():
     assert w.grad == pytest.approx(sum(x * x for v in xs for x in v), rel=1e-12)
 
 
+@pytest.mark.parametrize("batched", [False, True], ids=["compile", "vmap"])
+def test_values_made_in_worker_threads_during_recording_are_refused(batched):
+    """fn that builds part of its graph in a thread pool (x * w per input), or uses a Value a worker
+    made during the call, is refused with a named error: the recording sees only the calling
+    thread's ops, and would otherwise replay the recorded number forever (6.0 for every input)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from chainrule import gradmode
+
+    w = Value(2.0)
+    with ThreadPoolExecutor(2) as pool:
+        def products(xs):
+            return sum(pool.map(lambda x: x * w, xs), Value(0.0))
+
+        def worker_leaf(xs):
+            return pool.submit(lambda: Value(3.0)).result() * xs[0] + w
+
+        def worker_params_only(xs):                 # no input below it: still made during the call
+            return pool.submit(lambda: w * w).result() * xs[0]
+
+        for fn in (products, worker_leaf, worker_params_only):
+            replay = vmap(fn, reduce="sum") if batched else compile(fn)
+            arg = np.array([[1.0, 2.0], [3.0, 4.0]]) if batched else [1.0, 2.0]
+            with pytest.raises(NotReplayableError, match="another thread made while compile recorded"):
+                replay(arg)
+    assert gradmode._elsewhere == ()                # nothing kept once the recordings are over
+
+
+def test_another_thread_building_graphs_while_fn_records_changes_nothing():
+    """A thread that trains eagerly while another records fn makes Values of its own all along:
+    they are not fn's, the recording succeeds, and the replay gives eager's numbers."""
+    w, stop, made = Value(0.5), threading.Event(), []
+
+    def busy():
+        v = Value(1.0)
+        while not stop.is_set():
+            made.append((v * v + 1.0).tanh())
+            del made[:-10]
+    t = threading.Thread(target=busy)
+    t.start()
+    try:
+        f = compile(lambda xs: (w * xs[0] + xs[1]).tanh())
+        for xs in ([1.0, 2.0], [0.5, -3.0]):
+            out = f(xs)
+            assert out.data == pytest.approx(math.tanh(0.5 * xs[0] + xs[1]), rel=1e-15)
+    finally:
+        stop.set()
+        t.join()
+    assert made
+
+
 def test_predict_while_another_thread_trains(monkeypatch):
     """predict(compiled=True) and evaluate in one thread while fit(compiled=True) trains the same
     model in another: until fit writes the arrays back (at its end; the watcher is stopped just

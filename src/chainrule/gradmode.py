@@ -38,6 +38,17 @@ class _ThreadState(threading.local):
 _thread = _ThreadState()
 open_blocks = 0                 # read by the engine on every op: keep it a plain module global
 _blocks_lock = threading.Lock()
+# One list per open track_created() block, of the Values that threads with no block of their own
+# make meanwhile: a recording must not mistake a Value made during the call, in a worker thread,
+# for one that existed before it. A tuple, replaced whole, so that note() never sees it change.
+_elsewhere: tuple = ()
+
+
+class Made(list):
+    """The Values a track_created() block saw its thread make; ``elsewhere``: the Values other
+    threads (with no block of their own) made while it was open."""
+
+    __slots__ = ("elsewhere",)
 
 
 def _count_block(delta: int) -> None:
@@ -111,7 +122,9 @@ def is_grad_enabled() -> bool:
 def track_created() -> Iterator[list]:
     """Collect every Value created in this thread inside the block (by ops and by ``Value(...)``).
 
-    The compiled replay uses it to tell the Values a function made from those it captured.
+    The compiled replay uses it to tell the Values a function made from those it captured. The
+    list's ``elsewhere`` holds the Values that threads without a block of their own made meanwhile
+    (a recording refuses to use one: it did not exist before the call, yet was not seen made).
 
     >>> from chainrule import Value
     >>> w = Value(2.0)
@@ -120,7 +133,11 @@ def track_created() -> Iterator[list]:
     >>> len(made), made[-1] is y, any(v is w for v in made)
     (2, True, False)
     """
-    created: list = []
+    global _elsewhere
+    created = Made()
+    created.elsewhere = []
+    with _blocks_lock:
+        _elsewhere += (created.elsewhere,)
     _count_block(1)
     stack = _thread.mode[0]
     _thread.mode = (stack + (created,), _thread.mode[1])
@@ -129,6 +146,8 @@ def track_created() -> Iterator[list]:
     finally:
         _thread.mode = (stack, _thread.mode[1])
         _count_block(-1)
+        with _blocks_lock:
+            _elsewhere = tuple(other for other in _elsewhere if other is not created.elsewhere)
 
 
 @contextmanager
@@ -151,6 +170,10 @@ def in_value_pass() -> bool:
 def note(v) -> bool:
     """The slow path of every op while a block is open: tell the trackers, return the grad mode."""
     lists, grad = _thread.mode
-    for created in lists:
-        created.append(v)
+    if lists:
+        for created in lists:
+            created.append(v)
+    else:
+        for other in _elsewhere:        # made in a thread that records nothing: tell the recordings
+            other.append(v)
     return grad

@@ -37,8 +37,10 @@ Every leaf of the recording is one of three things:
 
 What ``fn`` decides from numbers while recording cannot be replayed. The recording refuses what
 it can see (:class:`NotReplayableError`): a constant made from another Value's number
-(``Value(x.data)``, ``max`` over ``.data``), and an op whose derivative is a closure rather than a
-table row (register it with ``chainrule.primitive``). What it cannot see (an ``if x.data > 0``, a
+(``Value(x.data)``, ``max`` over ``.data``), an op whose derivative is a closure rather than a
+table row (register it with ``chainrule.primitive``), and a Value that another thread made during
+the call (a thread pool inside ``fn``: the recording sees the calling thread's ops only). What it
+cannot see (an ``if x.data > 0``, a
 ``no_grad()`` baseline) the guard ``checks=N`` catches: the first N replays also run ``fn``
 eagerly and raise :class:`ReplayMismatchError` naming the difference (``fit`` does this for its
 first steps). Integers, bools and ``None`` arguments are structure: passed to ``fn`` unchanged, and

@@ -118,7 +118,25 @@ def record(fn, make_args, n_diff: int | None, flatten) -> tuple:
             out = fn(*args)
         tree, roots = flatten(out)
         graph = _read(roots, inputs, created, len(roots) if n_diff is None else n_diff)
+        _refuse_other_threads(graph, created.elsewhere)
     return out, tree, roots, graph
+
+
+def _refuse_other_threads(g: Graph, elsewhere: list) -> None:
+    """A Value that another thread made during the call (``pool.map(lambda x: x * w, xs)`` inside
+    fn) looks like one that existed before it: the replay would read its recorded number at every
+    call instead of computing it. Refuse it, naming what made it."""
+    if not elsewhere:
+        return
+    hits = np.flatnonzero(Ids(elsewhere).find(g.values[:g.n_live]) >= 0)    # live Values come first
+    if len(hits):
+        v = g.values[int(hits[0])]
+        what = f"made by op {v._op!r}" if v._prev else "a leaf"
+        raise NotReplayableError(
+            f"fn used a Value ({what}) that another thread made while compile recorded fn: a recording "
+            f"sees only the ops of the thread that calls fn, so a replay would keep that Value's recorded "
+            f"number. Make fn's Values in the calling thread (worker threads may compute plain floats), "
+            f"or call fn without compile")
 
 
 def _read(roots: list, inputs: list, created: list, n_diff: int) -> Graph:
