@@ -175,7 +175,7 @@ def _first_axis_adder(view: np.ndarray, full: tuple, kept: tuple) -> Callable[[n
     ones, rest = np.ones(full[0]), math.prod(full[1:])
 
     def add(term):
-        if term.shape == full:              # (reshape copies a term that is not contiguous)
+        if getattr(term, "shape", None) == full:    # (not a float: a rule's constant slope, 0.0)
             view.__iadd__(np.dot(ones, term.reshape(full[0], rest)).reshape(kept))
         else:
             view.__iadd__(np.add.reduce(_full(term, full), axis=0, keepdims=True))

@@ -1,0 +1,309 @@
+"""Adversarial checks of the compiled replay's latest changes, each looking for a silent wrong answer:
+
+- first writers (plan._find_first_writers, SumDot's ``into_A``/``into_B``): random layered programs
+  with weights reused across layers, layers whose outputs are outputs too, parameters as outputs,
+  weights also used in plain terms, products and L2 penalties written in several orders, outputs
+  backpropagated one at a time, two examples per call, batches of one, nan/inf inputs, and a
+  backward that is re-run with checks after its unchecked pass wrote gradients directly;
+- the shared bias's sum as a product with ones (kernels._first_axis_adder) fed a rule's constant
+  slope (a float, not an array);
+- Values made by other threads (gradmode ``Made.elsewhere``, record._refuse_other_threads): no false
+  refusal of a Value a worker made before the call, nested blocks, concurrent calls of one replay;
+- the optimizer's one-piece array step and list-comprehension reads, against torch.optim around
+  the 64-parameter threshold where eager steps switch to arrays.
+"""
+
+import random
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import chainrule
+from chainrule import MLP, Value, gradmode
+from chainrule.losses import l2_penalty
+from chainrule.optim import SGD, Adam, AdamW
+from chainrule.replay import compile, vmap
+from replay_checks import assert_close
+from test_replay_record import check_compiled, check_vmap
+
+SLOW_OK = dict(deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+
+
+# --- 1. random layered programs: first writers ----------------------------------------------------
+
+ACTIVATIONS = ["tanh", "relu", "linear", "sigmoid"]
+OUTPUTS = ["sum", "element", "parameter", "penalty", "times_parameter", "plus_parameter", "hidden", "bias"]
+NUMBERS = [-1.5, -0.5, 0.25, 0.75, 1.25, -0.0, 2.0]
+
+
+def _neuron(ws, xs, b, shape: int):
+    """sum(w * x) + b written left-deep or right-deep, the bias first or last (shape picks)."""
+    terms = [w * x for w, x in zip(ws, xs)]
+    if b is not None:
+        terms = [b] + terms if shape % 3 == 2 else terms + [b]
+    total = terms[0] if shape % 2 == 0 else terms[-1]
+    for t in (terms[1:] if shape % 2 == 0 else reversed(terms[:-1])):
+        total = total + t if shape % 2 == 0 else t + total
+    return total
+
+
+@st.composite
+def layered(draw):
+    """(width, weight matrices, biases, layers, outputs): every layer is width x width, so any
+    matrix fits any layer and the same weights can serve several layers."""
+    d, n = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    number = st.sampled_from(NUMBERS)
+    mats = [[[draw(number) for _ in range(d)] for _ in range(d)] for _ in range(n)]
+    biases = [[draw(number) for _ in range(d)] for _ in range(n)]
+    layers = draw(st.lists(st.tuples(st.integers(0, n - 1), st.sampled_from(ACTIVATIONS), st.booleans(),
+                                     st.integers(0, 5)), min_size=1, max_size=4))
+    outs = draw(st.lists(st.tuples(st.sampled_from(OUTPUTS), st.integers(0, 50), st.integers(0, 50)),
+                         min_size=1, max_size=4))
+    return d, mats, biases, layers, outs
+
+
+def build(spec):
+    """fn(x) -> list of outputs for a ``layered`` spec, and the Values it captures."""
+    d, mats, biases, layers, outs = spec
+    W = [[[Value(x) for x in row] for row in m] for m in mats]
+    B = [[Value(x) for x in row] for row in biases]
+    captured = [v for m in W for row in m for v in row] + [v for row in B for v in row]
+
+    def fn(x):
+        h, hidden = list(x), []
+        for j, act, use_bias, shape in layers:
+            sums = [_neuron(W[j][i], h, B[j][i] if use_bias else None, shape + i) for i in range(d)]
+            h = sums if act == "linear" else [getattr(s, act)() for s in sums]
+            hidden.append(h)
+        res = []
+        for kind, i, k in outs:
+            p = captured[i % len(captured)]
+            if kind == "sum":
+                res.append(sum(h[1:], h[0]))
+            elif kind == "element":
+                res.append(h[i % d])
+            elif kind == "parameter":
+                res.append(p)
+            elif kind == "penalty":               # every square, in a rotated and maybe reversed order
+                ws = captured[i % len(captured):] + captured[:i % len(captured)]
+                ws = ws[::-1] if k % 2 else ws
+                pen = ws[0] * ws[0]
+                for w in ws[1:]:
+                    pen = pen + w * w if k % 3 else w * w + pen
+                res.append(pen * 0.5 + h[0])
+            elif kind == "times_parameter":
+                res.append(p * h[k % d] + hidden[k % len(hidden)][i % d])
+            elif kind == "plus_parameter":
+                res.append(h[k % d] + p)
+            elif kind == "hidden":
+                res.append(hidden[i % len(hidden)][k % d] * 1.0)
+            else:
+                res.append(B[i % len(B)][k % d].tanh() * h[0])
+        return res
+    return fn, captured, d
+
+
+inputs = st.lists(st.sampled_from([0.5, -1.0, 2.0, 0.0, -0.0, 1.5]), min_size=6, max_size=6)
+awkward = st.lists(st.sampled_from([0.5, float("nan"), float("inf"), -float("inf"), 1e300]), min_size=3, max_size=3)
+
+
+@settings(max_examples=30, **SLOW_OK)
+@given(spec=layered(), xs=st.lists(inputs, min_size=2, max_size=3), bad=awkward)
+def test_layered_programs_compiled_match_eager_output_by_output(spec, xs, bad):
+    """Every output of compile(fn) and every captured gradient after each output's backward alone
+    equals eager, also after a call with nan, inf or 1e300 inputs (a checked re-run)."""
+    fn, captured, d = build(spec)
+    check_compiled(fn, captured, [(x[:d],) for x in xs] + [(bad[:d],), (xs[0][:d],)])
+
+
+@settings(max_examples=20, **SLOW_OK)
+@given(spec=layered(), xs=st.lists(inputs, min_size=2, max_size=3))
+def test_layered_programs_on_two_examples_per_call_match_eager(spec, xs):
+    """fn(x1) + fn(x2) in one compiled call: each layer is one matrix product over both examples
+    (weights read as a matrix, two b-rows), gradients written or added as eager sums them."""
+    fn, captured, d = build(spec)
+    check_compiled(lambda x1, x2: fn(x1) + fn(x2), captured, [(x[:d], x[3:3 + d]) for x in xs])
+
+
+@settings(max_examples=20, **SLOW_OK)
+@given(spec=layered(), seed=st.integers(0, 1000), reduce=st.sampled_from(["mean", "sum"]))
+def test_layered_programs_batched_match_eager_including_batches_of_one(spec, seed, reduce):
+    """vmap of the sum of the outputs equals eager on the batch loss, for batches of 1 (the shape in
+    which a batched product writes gradients directly) and of 3."""
+    fn, captured, d = build(spec)
+
+    def loss(x):
+        r = fn(x)
+        return sum(r[1:], r[0])
+    rng = np.random.default_rng(seed)
+    check_vmap(loss, captured, [rng.normal(size=(1, d)), rng.normal(size=(3, d)), rng.normal(size=(1, d))], reduce)
+
+
+def _writes_first(replay) -> set:
+    return {k.writes_first for k in replay._program.kernels if getattr(k, "grid", None) is not None}
+
+
+def test_a_layer_used_twice_whose_outputs_are_outputs_writes_first_only_where_nothing_came_before():
+    """The same layer applied twice, its first outputs also an output, a weight as an output and a
+    penalty: the last use in forward writes its weight gradients, the earlier one adds into them,
+    the penalty adds last; every output's gradients alone equal eager, compiled and batched."""
+    random.seed(11)
+    model = MLP(3, [3, 3, 1], activation="tanh", output_activation="linear")
+    ps, twice = model.parameters(), model.layers[1]
+
+    def fn(x):
+        h = twice(twice(model.layers[0](x)))
+        return [model.layers[2](h), h[1], ps[4], l2_penalty(ps, 0.1) + h[0]]
+    f = check_compiled(fn, ps, [([1.0, -2.0, 0.5],), ([0.25, 0.0, -1.0],), ([3.0, 1.0, 2.0],)])
+    assert (True, True) in _writes_first(f) and (False, True) in _writes_first(f)
+    b = check_vmap(lambda x: sum(fn(x)[1:], fn(x)[0]), ps,
+                   [np.array([[1.0, -2.0, 0.5]]), np.array([[0.5, 1.0, 2.0], [0.0, -1.0, 1.0]])], "mean")
+    assert (True, True) in _writes_first(b)
+
+
+def test_a_backward_rerun_with_checks_after_direct_writes_starts_from_zero():
+    """A loss whose forward is finite but whose gradient is not (sqrt(h * h) at h = 0 has slope
+    inf * 0 = nan): the unchecked backward has already written weight gradients directly when the
+    replay sees the nan and runs backward again with checks; the result is eager's, nan where eager
+    has nan and the finite gradients of the other examples unchanged."""
+    random.seed(2)
+    model = MLP(2, [3, 2], activation="linear", output_activation="linear")
+    ps = model.parameters()
+    for p in ps[2::3]:
+        p.data = 0.0                                   # zero biases: h = 0 at x = 0
+
+    def fn(x):
+        return sum(((v * v).sqrt() for v in model(x)), Value(0.0)) + l2_penalty(ps, 0.01)
+    f = check_compiled(fn, ps, [([1.0, 2.0],), ([0.0, 0.0],), ([1.0, -1.0],), ([0.0, 0.0],)])
+    assert (True, True) in _writes_first(f)
+    check_vmap(fn, ps, [np.array([[0.0, 0.0]]), np.array([[1.0, 2.0], [0.0, 0.0]]), np.array([[1.0, 0.5]])], "mean")
+
+
+# --- 2. the bias adder with a rule's constant slope ------------------------------------------------
+
+def test_a_users_rule_with_a_constant_slope_on_a_value_every_member_shares():
+    """A rule whose backward gives a plain float (0.0: a stop-gradient) for a Value that every
+    member of its group reads (the scatter sums over the members as a product with ones) adds 0,
+    as eager does, instead of failing on the float's missing .shape."""
+    stop = chainrule.primitive("adversarial_stop", lambda m, a: a, lambda m, g, out, a: (0.0,), replace=True)
+    w, v = Value(0.75), Value(-1.5)
+
+    def fn(x):
+        return [stop(w) * x + stop(w) * 2.0 + w * x, stop(v) + stop(v) * x]
+    check_compiled(fn, [w, v], [(1.0,), (2.0,), (-0.5,)])
+
+
+# --- 3. Values of other threads ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("batched", [False, True], ids=["compile", "vmap"])
+def test_a_value_a_worker_made_before_the_call_is_not_refused(batched):
+    """A Value that a worker thread made before fn was recorded (a parameter built by a loader
+    thread) is captured like any other: the recording succeeds and follows its .data."""
+    made = []
+    t = threading.Thread(target=lambda: made.append(Value(2.0) * Value(1.5)))   # an op's result too
+    t.start()
+    t.join()
+    (w,) = made
+
+    def fn(x):
+        return (w * x[0] + x[1]).tanh()
+    if batched:
+        check_vmap(fn, [w], [np.array([[1.0, 2.0], [0.5, -1.0]]), np.array([[0.25, 0.0]])], "sum")
+    else:
+        check_compiled(fn, [w], [([1.0, 2.0],), ([0.5, -1.0],)])
+    w.data = -0.5
+    replay = compile(fn)
+    assert replay([1.0, 0.0]).data == pytest.approx(np.tanh(-0.5), rel=1e-15)
+
+
+def test_nested_blocks_each_see_their_thread_and_the_other_threads_values():
+    """Nested track_created blocks: both lists get the thread's own Values, both ``elsewhere``
+    lists get a worker's; closing them leaves no list behind."""
+    from chainrule.engine import track_created
+
+    a, theirs = Value(1.0), []
+    with track_created() as outer:
+        b = a * 2
+        with track_created() as inner:
+            c = b + 1
+            t = threading.Thread(target=lambda: theirs.append(a * 5))
+            t.start()
+            t.join()
+        d = c * c
+    def has(made, v):
+        return any(x is v for x in made)
+    assert has(outer, b) and has(outer, c) and has(outer, d) and has(inner, c)
+    assert not has(inner, b) and not has(inner, d) and not has(outer, theirs[0])
+    assert has(outer.elsewhere, theirs[0]) and has(inner.elsewhere, theirs[0])
+    assert not has(outer.elsewhere, c) and not has(inner.elsewhere, c)
+    assert gradmode._elsewhere == ()
+
+
+def test_threads_calling_one_compiled_model_at_once_sum_every_gradient():
+    """Three threads call one compiled penalised model (matrix products writing their gradient
+    rows directly, each call in buffers of its own) and backward() 60 times each: the Values'
+    gradients are eager's sum over all 180 calls."""
+    random.seed(4)
+    model = MLP(3, [5, 4, 1])
+    ps = model.parameters()
+
+    def loss(x):
+        return (model(x) - 1.0) ** 2 + l2_penalty(ps, 0.01)
+    f = compile(loss)
+    f([0.1, 0.2, 0.3])
+    rows = [np.random.default_rng(k).normal(size=(60, 3)).tolist() for k in range(3)]
+
+    def work(part):
+        for x in part:
+            f(x).backward()
+    for p in ps:
+        p.grad = 0.0
+    threads = [threading.Thread(target=work, args=(part,)) for part in rows]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    replayed = [p.grad for p in ps]
+    for p in ps:
+        p.grad = 0.0
+    for part in rows:
+        for x in part:
+            loss([Value(v) for v in x]).backward()
+    assert_close(replayed, [p.grad for p in ps], rtol=1e-11)
+
+
+# --- 4. the optimizer around the array threshold ------------------------------------------------------
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.mark.parametrize("n", [63, 64, 65, 200])
+@pytest.mark.parametrize("name", ["sgd", "nesterov", "adam", "adamw"])
+def test_optimizers_match_torch_on_either_side_of_the_array_threshold(name, n):
+    """step() with the library's own thresholds (floats below 64 parameters, one whole array from
+    64 on) gives torch.optim's parameters after every one of 6 steps, within 1e-12."""
+    ours_of = {"sgd": lambda ps: SGD(ps, lr=0.1, momentum=0.9, weight_decay=0.01),
+               "nesterov": lambda ps: SGD(ps, lr=0.1, momentum=0.9, nesterov=True),
+               "adam": lambda ps: Adam(ps, lr=0.05, weight_decay=0.1),
+               "adamw": lambda ps: AdamW(ps, lr=0.05)}
+    theirs_of = {"sgd": lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=0.01),
+                 "nesterov": lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=True),
+                 "adam": lambda ps: torch.optim.Adam(ps, lr=0.05, weight_decay=0.1),
+                 "adamw": lambda ps: torch.optim.AdamW(ps, lr=0.05)}
+    rng = np.random.RandomState(n)
+    start = rng.uniform(-2, 2, size=n)
+    ours = [Value(float(x)) for x in start]
+    theirs = torch.tensor(start, dtype=torch.float64, requires_grad=True)
+    opt, topt = ours_of[name](ours), theirs_of[name]([theirs])
+    for _ in range(6):
+        grad = rng.normal(scale=3.0, size=n)
+        for p, g in zip(ours, grad):
+            p.grad = float(g)
+        theirs.grad = torch.tensor(grad, dtype=torch.float64)
+        opt.step()
+        topt.step()
+        np.testing.assert_allclose([p.data for p in ours], theirs.detach().numpy(), rtol=0, atol=1e-12)
+    assert all(type(p.data) is float for p in ours)
