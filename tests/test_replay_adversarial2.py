@@ -182,7 +182,7 @@ def test_a_backward_rerun_with_checks_after_direct_writes_starts_from_zero():
     check_vmap(fn, ps, [np.array([[0.0, 0.0]]), np.array([[1.0, 2.0], [0.0, 0.0]]), np.array([[1.0, 0.5]])], "mean")
 
 
-# --- 2. the bias adder with a rule's constant slope ------------------------------------------------
+# --- 2. the bias adder with a constant slope (a float) ------------------------------------------------
 
 def test_a_users_rule_with_a_constant_slope_on_a_value_every_member_shares():
     """A rule whose backward gives a plain float (0.0: a stop-gradient) for a Value that every
@@ -194,6 +194,20 @@ def test_a_users_rule_with_a_constant_slope_on_a_value_every_member_shares():
     def fn(x):
         return [stop(w) * x + stop(w) * 2.0 + w * x, stop(v) + stop(v) * x]
     check_compiled(fn, [w, v], [(1.0,), (2.0,), (-0.5,)])
+
+
+def test_a_gradient_taken_inside_fn_through_relus_of_one_shared_value():
+    """The same without a rule of one's own: grad(create_graph=True) of relu(w) used twice builds
+    select nodes whose condition's slope is the float 0.0, read by every member of its group."""
+    w = Value(0.75)
+
+    def fn(x):
+        r = w.relu() * x + w.relu() * x * x + (w ** 2.0) * x
+        (gw,) = chainrule.grad(r, [w], create_graph=True)
+        return gw * x
+    check_compiled(fn, [w], [(1.0,), (2.0,), (-1.0,)])
+    w.data = -0.25                                     # relu's other side, read live
+    check_compiled(fn, [w], [(1.0,), (3.0,)])
 
 
 # --- 3. Values of other threads ----------------------------------------------------------------------

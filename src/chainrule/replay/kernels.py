@@ -175,7 +175,9 @@ def _first_axis_adder(view: np.ndarray, full: tuple, kept: tuple) -> Callable[[n
     ones, rest = np.ones(full[0]), math.prod(full[1:])
 
     def add(term):
-        if getattr(term, "shape", None) == full:    # (not a float: a rule's constant slope, 0.0)
+        # A term of that shape as one product (reshape copies one that is not contiguous); anything
+        # else (a float: a rule's constant slope, select's 0.0 for its condition) broadcast and summed.
+        if getattr(term, "shape", None) == full:
             view.__iadd__(np.dot(ones, term.reshape(full[0], rest)).reshape(kept))
         else:
             view.__iadd__(np.add.reduce(_full(term, full), axis=0, keepdims=True))
