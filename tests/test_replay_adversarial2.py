@@ -142,6 +142,31 @@ def test_layered_programs_batched_match_eager_including_batches_of_one(spec, see
     check_vmap(loss, captured, [rng.normal(size=(1, d)), rng.normal(size=(3, d)), rng.normal(size=(1, d))], reduce)
 
 
+@settings(max_examples=15, **SLOW_OK)
+@given(spec=layered(), seed=st.integers(0, 1000), order=st.sampled_from(["captured", "reversed", "shuffled"]))
+def test_layered_programs_value_and_grad_in_an_optimizers_order_match_eager(spec, seed, order):
+    """value_and_grad(params), the path of fit(compiled=True): the parameters laid out in the
+    optimizer's order (a layer's weights then a strided matrix, or no view at all) give eager's
+    loss and gradients, in that order, for batches of 1 and 4."""
+    fn, captured, d = build(spec)
+
+    def loss(x):
+        r = fn(x)
+        return sum(r[1:], r[0])
+    rng = np.random.default_rng(seed)
+    params = {"captured": captured, "reversed": captured[::-1],
+              "shuffled": [captured[i] for i in rng.permutation(len(captured))]}[order]
+    step = vmap(loss, reduce="mean").value_and_grad(params)
+    for X in (rng.normal(size=(1, d)), rng.normal(size=(4, d))):
+        got, grad = step(np.array([p.data for p in params]), X)
+        for p in captured:
+            p.grad = 0.0
+        total = sum((loss([Value(v) for v in x]) for x in X), Value(0.0)) * (1.0 / len(X))
+        total.backward()
+        assert_close(got, total.data)
+        assert_close(np.asarray(grad), [p.grad for p in params])
+
+
 def _writes_first(replay) -> set:
     return {k.writes_first for k in replay._program.kernels if getattr(k, "grid", None) is not None}
 
