@@ -281,26 +281,29 @@ def test_nested_blocks_each_see_their_thread_and_the_other_threads_values():
     assert gradmode._elsewhere == ()
 
 
-def test_threads_calling_one_compiled_model_at_once_sum_every_gradient():
-    """Three threads call one compiled penalised model (matrix products writing their gradient
-    rows directly, each call in buffers of its own) and backward() 60 times each: the Values'
-    gradients are eager's sum over all 180 calls."""
+@pytest.mark.parametrize("batched", [False, True], ids=["compile", "vmap"])
+def test_threads_calling_one_replay_at_once_sum_every_gradient(batched):
+    """Three threads call one replay of a penalised model (matrix products writing their gradient
+    rows directly, each call in buffers of its own) and backward() 40 times each, compiled on one
+    example or batched over 1 or 2: the Values' gradients are eager's sum over all the calls."""
     random.seed(4)
     model = MLP(3, [5, 4, 1])
     ps = model.parameters()
 
     def loss(x):
         return (model(x) - 1.0) ** 2 + l2_penalty(ps, 0.01)
-    f = compile(loss)
-    f([0.1, 0.2, 0.3])
-    rows = [np.random.default_rng(k).normal(size=(60, 3)).tolist() for k in range(3)]
+    replay = vmap(loss, reduce="mean") if batched else compile(loss)
+    rng = np.random.default_rng(0)
+    calls = [[rng.normal(size=(1 + k % 2, 3)) if batched else rng.normal(size=3).tolist() for k in range(40)]
+             for _ in range(3)]
+    replay(calls[0][0])
 
     def work(part):
         for x in part:
-            f(x).backward()
+            replay(x).backward()
     for p in ps:
         p.grad = 0.0
-    threads = [threading.Thread(target=work, args=(part,)) for part in rows]
+    threads = [threading.Thread(target=work, args=(part,)) for part in calls]
     for t in threads:
         t.start()
     for t in threads:
@@ -308,10 +311,11 @@ def test_threads_calling_one_compiled_model_at_once_sum_every_gradient():
     replayed = [p.grad for p in ps]
     for p in ps:
         p.grad = 0.0
-    for part in rows:
+    for part in calls:
         for x in part:
-            loss([Value(v) for v in x]).backward()
-    assert_close(replayed, [p.grad for p in ps], rtol=1e-11)
+            rows = x if batched else [x]
+            (sum((loss([Value(v) for v in r]) for r in rows), Value(0.0)) * (1.0 / len(rows))).backward()
+    assert_close(replayed, [p.grad for p in ps])
 
 
 # --- 4. the optimizer around the array threshold ------------------------------------------------------
@@ -346,3 +350,4 @@ def test_optimizers_match_torch_on_either_side_of_the_array_threshold(name, n):
         topt.step()
         np.testing.assert_allclose([p.data for p in ours], theirs.detach().numpy(), rtol=0, atol=1e-12)
     assert all(type(p.data) is float for p in ours)
+    assert opt._rule_runs_on_arrays is (True if n >= 64 else None)     # the path each side takes
