@@ -38,15 +38,17 @@ class _ThreadState(threading.local):
 _thread = _ThreadState()
 open_blocks = 0                 # read by the engine on every op: keep it a plain module global
 _blocks_lock = threading.Lock()
-# One list per open track_created() block, of the Values that threads with no block of their own
-# make meanwhile: a recording must not mistake a Value made during the call, in a worker thread,
-# for one that existed before it. A tuple, replaced whole, so that note() never sees it change.
+# One list per open track_created() block, of the ids of the Values that threads with no block of
+# their own make meanwhile: a recording must not mistake a Value made during the call, in a worker
+# thread, for one that existed before it. Ids, not the Values, so that nothing is kept alive: a
+# Value that existed before the block and is still alive can share an id with none of them. A
+# tuple, replaced whole, so that note() never sees it change.
 _elsewhere: tuple = ()
 
 
 class Made(list):
-    """The Values a track_created() block saw its thread make; ``elsewhere``: the Values other
-    threads (with no block of their own) made while it was open."""
+    """The Values a track_created() block saw its thread make; ``elsewhere``: the ``id``s of the
+    Values other threads (with no block of their own) made while it was open."""
 
     __slots__ = ("elsewhere",)
 
@@ -123,8 +125,9 @@ def track_created() -> Iterator[list]:
     """Collect every Value created in this thread inside the block (by ops and by ``Value(...)``).
 
     The compiled replay uses it to tell the Values a function made from those it captured. The
-    list's ``elsewhere`` holds the Values that threads without a block of their own made meanwhile
-    (a recording refuses to use one: it did not exist before the call, yet was not seen made).
+    list's ``elsewhere`` holds the ids of the Values that threads without a block of their own made
+    meanwhile (a recording refuses to use one: it did not exist before the call, yet was not seen
+    made).
 
     >>> from chainrule import Value
     >>> w = Value(2.0)
@@ -175,5 +178,5 @@ def note(v) -> bool:
             created.append(v)
     else:
         for other in _elsewhere:        # made in a thread that records nothing: tell the recordings
-            other.append(v)
+            other.append(id(v))
     return grad

@@ -122,13 +122,14 @@ def record(fn, make_args, n_diff: int | None, flatten) -> tuple:
     return out, tree, roots, graph
 
 
-def _refuse_other_threads(g: Graph, elsewhere: list) -> None:
+def _refuse_other_threads(g: Graph, elsewhere: list[int]) -> None:
     """A Value that another thread made during the call (``pool.map(lambda x: x * w, xs)`` inside
     fn) looks like one that existed before it: the replay would read its recorded number at every
     call instead of computing it. Refuse it, naming what made it."""
     if not elsewhere:
         return
-    hits = np.flatnonzero(Ids(elsewhere).find(g.values[:g.n_live]) >= 0)    # live Values come first
+    live_ids = np.fromiter(map(id, g.values[:g.n_live]), dtype=np.int64, count=g.n_live)   # live ones first
+    hits = np.flatnonzero(np.isin(live_ids, np.array(elsewhere, dtype=np.int64)))
     if len(hits):
         v = g.values[int(hits[0])]
         what = f"made by op {v._op!r}" if v._prev else "a leaf"
