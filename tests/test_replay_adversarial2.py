@@ -332,14 +332,12 @@ def test_threads_calling_one_replay_at_once_sum_every_gradient(batched):
 
 # --- 4. the optimizer around the array threshold ------------------------------------------------------
 
-torch = pytest.importorskip("torch")
-
-
 @pytest.mark.parametrize("n", [63, 64, 65, 200])
 @pytest.mark.parametrize("name", ["sgd", "nesterov", "adam", "adamw"])
 def test_optimizers_match_torch_on_either_side_of_the_array_threshold(name, n):
     """step() with the library's own thresholds (floats below 64 parameters, one whole array from
     64 on) gives torch.optim's parameters after every one of 6 steps, within 1e-12."""
+    torch = pytest.importorskip("torch")
     ours_of = {"sgd": lambda ps: SGD(ps, lr=0.1, momentum=0.9, weight_decay=0.01),
                "nesterov": lambda ps: SGD(ps, lr=0.1, momentum=0.9, nesterov=True),
                "adam": lambda ps: Adam(ps, lr=0.05, weight_decay=0.1),
