@@ -207,6 +207,27 @@ def test_a_backward_rerun_with_checks_after_direct_writes_starts_from_zero():
     check_vmap(fn, ps, [np.array([[0.0, 0.0]]), np.array([[1.0, 2.0], [0.0, 0.0]]), np.array([[1.0, 0.5]])], "mean")
 
 
+def test_a_grid_of_parameters_by_parameters_writes_one_operand_and_adds_the_other():
+    """Dot products of weight rows with weight rows (a Gram matrix, a shared sum whose grid's two
+    operands are the same Values): the first operand is written, the second added on top, so each
+    weight gets both halves of d(w.w), compiled and batched, as eager."""
+    W = [[Value(v) for v in row] for row in [[0.5, -1.0, 2.0], [1.5, 0.25, -0.5]]]
+    U = [[Value(v) for v in row] for row in [[0.3, 0.7, -0.2], [-1.1, 0.4, 0.9], [0.6, 0.6, 0.1]]]
+    captured = [v for row in W + U for v in row]
+
+    def dot(a, b):
+        return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+
+    def fn(x):
+        G = [[dot(W[i], W[j]) for j in range(2)] for i in range(2)]
+        H = [[dot(W[i], U[j]) for j in range(3)] for i in range(2)]
+        return [G[0][0] * x + G[0][1] + G[1][0] * 2.0 + G[1][1] * x, sum(H[0], H[1][0]) * x, G[1][1]]
+    f = check_compiled(fn, captured, [(1.0,), (2.0,), (-0.5,)])
+    shared = [k for k in f._program.kernels if getattr(k, "grid", None) is not None and not k.example]
+    assert any(k.writes_first == (True, False) for k in shared)
+    check_vmap(lambda x: sum(fn(x[0])[1:], fn(x[0])[0]), captured, [np.array([[1.0]]), np.array([[1.0], [2.0]])], "sum")
+
+
 # --- 2. the bias adder with a constant slope (a float) ------------------------------------------------
 
 def test_a_users_rule_with_a_constant_slope_on_a_value_every_member_shares():
