@@ -375,6 +375,8 @@ def main(argv=None) -> None:
     parser.add_argument("--examples", type=int, default=2048, help="training examples (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-demo", action="store_true", help="skip micrograd's demo row")
+    parser.add_argument("--demo-only", action="store_true",
+                        help="only micrograd's demo row (its ratio moves most from run to run: try --reps 7)")
     parser.add_argument("--sweep", action="store_true", help="hidden widths and batches 8 ... 1,024 instead")
     parser.add_argument("--worker", nargs=2, metavar=("KIND", "SPEC"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -385,6 +387,8 @@ def main(argv=None) -> None:
         return
     if args.steps < 2 or args.reps < 1 or args.timeout <= 0 or args.batch < 1 or args.examples < 2:
         raise SystemExit("--steps must be >= 2, --reps >= 1, --timeout > 0, --batch >= 1, --examples >= 2")
+    if args.demo_only and (args.no_demo or args.sweep):
+        raise SystemExit("--demo-only runs the demo row alone: leave out --no-demo and --sweep")
     sizes = [parse_size(s) for s in args.sizes]
     env = dict(os.environ, **{name: "1" for name in THREAD_VARS})
 
@@ -401,7 +405,7 @@ def main(argv=None) -> None:
     if args.sweep:
         return sweep(args, env)
     with tempfile.TemporaryDirectory() as tmp:
-        for widths in sizes:
+        for widths in [] if args.demo_only else sizes:
             spec = write_task(tmp, widths, args.examples, args.batch, args.steps, args.reps, args.seed)
             ours, theirs = run_pair(("chainrule", "torch"), spec, args.timeout, env)
             extra = ""
