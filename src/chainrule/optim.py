@@ -59,7 +59,6 @@ from typing import Callable, Iterable, Union
 from .engine import Value
 from .mathspace import ARRAY, SCALAR, floats_into
 
-
 __all__ = ["Adam", "AdamW", "ArrayState", "OPTIMIZERS", "Optimizer", "SGD"]
 
 LearningRate = Union[float, Callable[[int], float]]

@@ -138,14 +138,12 @@ class Index:
         if kind == "view":
             _, base, kept, strides, summed = self._scatter
             view = _strided(grad, base, kept, strides)
-            if summed == (0,) and not batch:
-                return _first_axis_adder(view, full, kept)
 
             def add(term):
                 if summed:
                     term = np.add.reduce(_full(term, full), axis=summed, keepdims=True)
                 view.__iadd__(term)
-            return add
+            return _first_axis_adder(view, full, kept, add) if summed == (0,) and not batch else add
         if kind == "fancy":
             flat = self._scatter[1]
 
@@ -166,21 +164,21 @@ class Index:
         return add
 
 
-def _first_axis_adder(view: np.ndarray, full: tuple, kept: tuple) -> Callable[[np.ndarray], None]:
+def _first_axis_adder(view: np.ndarray, full: tuple, kept: tuple, reduce_add: Callable) -> Callable:
     """``view += term.sum(axis=0)``: a bias that every example of a compiled call shares gains the
-    sum of their terms. A contiguous term is summed as a product with a vector of ones, one BLAS
-    call that takes a quarter of ``np.add.reduce``'s time on (100, 16). Both add the same numbers
-    in another order than eager's one by one, so they agree with it to rounding, not bit for bit
-    (a 1 times each term is exact, so nan and inf come out as a sum gives them)."""
+    sum of their terms. A term of the full shape is summed as a product with a vector of ones, one
+    BLAS call that takes a quarter of ``np.add.reduce``'s time on (100, 16); anything else (a
+    float: a rule's constant slope, select's 0.0 for its condition) goes to ``reduce_add``. Both
+    add the same numbers in another order than eager's one by one, so they agree with it to
+    rounding, not bit for bit (a 1 times each term is exact, so nan and inf come out as a sum
+    gives them)."""
     ones, rest = np.ones(full[0]), math.prod(full[1:])
 
     def add(term):
-        # A term of that shape as one product (reshape copies one that is not contiguous); anything
-        # else (a float: a rule's constant slope, select's 0.0 for its condition) broadcast and summed.
-        if getattr(term, "shape", None) == full:
+        if getattr(term, "shape", None) == full:        # (reshape copies a term that is not contiguous)
             view.__iadd__(np.dot(ones, term.reshape(full[0], rest)).reshape(kept))
         else:
-            view.__iadd__(np.add.reduce(_full(term, full), axis=0, keepdims=True))
+            reduce_add(term)
     return add
 
 
@@ -258,6 +256,10 @@ class Elementwise:
         self.refs, self.needs, self.reach = refs, needs, reach
         self.k = None if k is None else np.asarray(k, dtype=float)
 
+    def backward_terms(self) -> list:
+        """``(ref, needs)`` of each term backward adds, in the order it adds them."""
+        return list(zip(self.refs, self.needs))
+
     def bind(self, bufs: tuple, gbufs: tuple):
         prim = self.prim
         fwd, bwd = prim.forward, prim.backward
@@ -320,10 +322,19 @@ class SumDot:
         # zero), which spares a temporary the size of the weights and a pass adding it.
         self.writes_first = (False, False)
 
+    def backward_terms(self) -> list:
+        """``(ref, needs)`` of each term backward adds, in the order it adds them: the plain parts,
+        each product's two factors, then the grid's A and B (the planner's first writers rely on
+        this order, and on the grid's two coming last)."""
+        terms = [(r, need) for r, need in self.plains]
+        terms += [(r, need) for a, b, na, nb in self.dots for r, need in ((a, na), (b, nb))]
+        if self.grid is not None:
+            terms += [(self.grid[0], self.grid[2]), (self.grid[1], self.grid[3])]
+        return terms
+
     def bind(self, bufs: tuple, gbufs: tuple):
         batched = self.example and bufs[1].ndim == 2
         out = _buffers(bufs, self.example)[self.start:self.stop]
-        plains = [(r.reader(bufs, batched), r.shape[-1] == 1, r.index.affine is not None) for r, _ in self.plains]
         dots = [(a.reader(bufs, batched), b.reader(bufs, batched), a.shape[-1] == 1) for a, b, _, _ in self.dots]
         grid = self.grid
         target, axis = out, 1                  # where plain terms go, and their terms' axis
@@ -335,8 +346,12 @@ class SumDot:
             per_example_a = ga.example and batched
             target, axis = out_m, 2             # plain terms come in the grid's shape
         first = (slice(None),) * axis + (0,)    # the first term of each member (the batch axis comes after)
-        # A part of one term that is a view of a buffer (a bias) is the same array at every call.
-        plains = [(read()[first] if single and fixed else None, read, single) for read, single, fixed in plains]
+        # Each plain part: (its term if it is the same array at every call, else None; its reader;
+        # whether it has one term). A part of one term that is a view of a buffer (a bias) is fixed.
+        plains = []
+        for r, _ in self.plains:
+            read, single = r.reader(bufs, batched), r.shape[-1] == 1
+            plains.append((read()[first] if single and r.index.affine is not None else None, read, single))
 
         def forward(check: bool = True):           # nothing to check: + and * as floats do them
             if grid is None:

@@ -292,17 +292,6 @@ def plan(g: Graph, live_order: list | None = None) -> Program:
     return p
 
 
-def _backward_terms(k) -> list:
-    """``(ref, needs)`` of every term kernel ``k``'s backward adds, in the order it adds them."""
-    if not isinstance(k, SumDot):
-        return list(zip(k.refs, k.needs))
-    terms = [(r, need) for r, need in k.plains]
-    terms += [(r, need) for a, b, na, nb in k.dots for r, need in ((a, na), (b, nb))]
-    if k.grid is not None:
-        terms += [(k.grid[0], k.grid[2]), (k.grid[1], k.grid[3])]
-    return terms
-
-
 def _find_first_writers(p: Program) -> None:
     """Mark each matrix product's operand whose gradient rows nothing writes before it in backward:
     no output's seed, no term of a kernel that backward runs earlier, no earlier term of its own
@@ -313,8 +302,7 @@ def _find_first_writers(p: Program) -> None:
         writes.append((example, np.array([s], dtype=np.intp), 0))
     position, grid_terms = 0, []
     for k in reversed(p.kernels):              # backward runs the kernels in reverse
-        terms = _backward_terms(k)
-        for ref, need in terms:
+        for ref, need in k.backward_terms():
             position += 1
             if need:
                 writes.append((ref.example, ref.index.idx.reshape(-1), position))
