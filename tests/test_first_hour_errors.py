@@ -197,6 +197,24 @@ def test_interrupted_first_run_leaves_no_folder(capsys, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_ctrl_c_that_python_wrapped_in_another_error_is_still_an_interruption(capsys, tmp_path, monkeypatch):
+    """A Ctrl-C that lands while a class is being created reaches us as RuntimeError("Error calling
+    __set_name__ ...") caused by the KeyboardInterrupt: still one line and status 130, not a bug report."""
+    import chainrule.plot as plot
+
+    def wrapped(*args, **kwargs):
+        try:
+            raise KeyboardInterrupt()
+        except KeyboardInterrupt as e:
+            raise RuntimeError("Error calling __set_name__ on 'Field' instance 'loss' in 'History'") from e
+    monkeypatch.setattr(plot, "save_figure", wrapped)
+    assert main(["train", "--steps", "2", "--hidden", "4", "--out", str(tmp_path / "run")]) == 130
+    assert capsys.readouterr().err.strip() == "error: interrupted"
+    monkeypatch.setattr(plot, "save_figure", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("a bug")))
+    assert main(["train", "--steps", "2", "--hidden", "4", "--out", str(tmp_path / "run2")]) == 1
+    assert "unexpected RuntimeError: a bug" in capsys.readouterr().err
+
+
 @pytest.mark.skipif(os.name != "posix", reason="SIGINT to a child process")
 def test_ctrl_c_at_any_moment_of_startup_prints_no_traceback(tmp_path):
     """Ctrl-C while the command is still importing (numpy, the data, the model code) exits 130 with one line.

@@ -526,18 +526,30 @@ def _main(argv: list[str]) -> int:
         # The reader went away (``chainrule ... | head``): stop quietly, as Unix tools do.
         _silence_stdout()
         return 141
-    except (CLIError, ValueError, TypeError, OSError, KeyError, ArithmeticError, RenderError,
-            ImportError, MemoryError, RecursionError) as exc:
+    except Exception as exc:  # noqa: BLE001 -- every error is one line, with how to see more for a bug of ours
+        if _interrupted(exc):
+            raise KeyboardInterrupt from None       # main says so in one line
         if _debug():
             raise
-        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        if isinstance(exc, (CLIError, ValueError, TypeError, OSError, KeyError, ArithmeticError, RenderError,
+                            ImportError, MemoryError, RecursionError)):
+            print(f"error: {_one_line(exc)}", file=sys.stderr)
+        else:
+            print(f"error: unexpected {type(exc).__name__}: {_one_line(exc)} (a bug in chainrule: "
+                  "run again with CHAINRULE_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1
-    except Exception as exc:  # noqa: BLE001 -- a bug of ours: still one line, with how to see more
-        if _debug():
-            raise
-        print(f"error: unexpected {type(exc).__name__}: {_one_line(exc)} (a bug in chainrule: "
-              "run again with CHAINRULE_DEBUG=1 for the traceback)", file=sys.stderr)
-        return 1
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` is a Ctrl-C that Python wrapped in another error on its way up (a class being
+    created while the imports run wraps it in RuntimeError: "Error calling __set_name__")."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _one_line(exc: BaseException) -> str:
